@@ -1,0 +1,210 @@
+"""The experiment framework: configs as frozen dataclasses, a CLI, run directories.
+
+An experiment is a module ``experiments/<name>.py`` that defines
+
+- ``Config``: a frozen dataclass whose defaults are paper-faithful, validated in
+  ``__post_init__``;
+- ``QUICK``: a dict of overrides for the ``--quick`` preset (runs in seconds to a minute);
+- ``run(config, workdir=None) -> dict``: the metrics, including a ``"checks"`` list built
+  with ``check(...)``; plots go to ``workdir`` when it is given;
+- ``if __name__ == "__main__": main(__name__)``.
+
+Defining these is the registration: ``python -m experiments.reproduce`` discovers every
+such module, so the runner never needs editing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib
+import pathlib
+import sys
+import time
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from jaxgen.io import write_json
+
+RUNS_DIR = pathlib.Path("runs")
+
+
+def check(claim: str, measured: Any, passed: bool, **details: Any) -> dict:
+    """One row of an experiment's claim / measured / pass table.
+
+    Args:
+      claim: what the paper claims, in words, with the criterion applied here.
+      measured: what this run measured (a number or a short string).
+      passed: whether the measurement supports the claim.
+      **details: extra values stored with the row.
+    """
+    return {"claim": claim, "measured": measured, "passed": bool(passed), **details}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _parse_value(name: str, text: str, annotation: Any) -> Any:
+    """Parses a command-line value according to the field's type annotation."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null") and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _parse_value(name, text, inner[0])
+    if origin is tuple or annotation is tuple:
+        item = args[0] if args else str
+        parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
+        return tuple(_parse_value(name, p.strip(), item) for p in parts)
+    if annotation is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"`{name}` expects a boolean; got {text!r}.")
+    try:
+        if annotation is int:
+            return int(text)
+        if annotation is float:
+            return float(text)
+    except ValueError:
+        raise ValueError(f"`{name}` expects {annotation.__name__}; got {text!r}.") from None
+    return text
+
+
+def make_config(config_cls: type, quick: dict | None = None, **overrides: Any) -> Any:
+    """Builds a config from defaults, the quick preset and overrides; rejects unknown keys."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    values = dict(quick or {})
+    values.update(overrides)
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {unknown} for {config_cls.__module__}.Config; "
+            f"valid keys: {sorted(names)}."
+        )
+    return dataclasses.replace(config_cls(), **values)
+
+
+def parse_args(module: types.ModuleType, argv: Sequence[str]) -> tuple[Any, pathlib.Path | None]:
+    """Parses ``--quick``, ``--out=DIR`` and ``--field=value`` into a config.
+
+    Raises:
+      ValueError: for an unknown field or a value that does not parse.
+    """
+    config_cls = module.Config
+    hints = _field_types(config_cls)
+    quick, out, overrides = False, None, {}
+    for arg in argv:
+        if arg == "--quick":
+            quick = True
+            continue
+        if not arg.startswith("--") or "=" not in arg:
+            raise ValueError(f"arguments are --quick, --out=DIR or --field=value; got {arg!r}.")
+        name, text = arg[2:].split("=", 1)
+        name = name.replace("-", "_")
+        if name == "out":
+            out = pathlib.Path(text)
+            continue
+        if name not in hints:
+            raise ValueError(
+                f"unknown config key {name!r}; valid keys: {sorted(hints)} (see --help)."
+            )
+        overrides[name] = _parse_value(name, text, hints[name])
+    config = make_config(config_cls, module.QUICK if quick else None, **overrides)
+    return config, out
+
+
+def help_text(module: types.ModuleType) -> str:
+    """The module docstring followed by every config field, its default and quick value."""
+    hints = _field_types(module.Config)
+    defaults = module.Config()
+    lines = [(module.__doc__ or "").strip(), "", "Options (--field=value):"]
+    for f in dataclasses.fields(module.Config):
+        quick = module.QUICK.get(f.name)
+        extra = f"   [--quick: {quick!r}]" if quick is not None else ""
+        tname = getattr(hints[f.name], "__name__", str(hints[f.name]))
+        lines.append(f"  --{f.name}: {tname} = {getattr(defaults, f.name)!r}{extra}")
+    lines += ["  --quick: use the quick preset", "  --out=DIR: run directory (default runs/<name>/<time>)"]
+    return "\n".join(lines)
+
+
+def new_run_dir(name: str, root: pathlib.Path = RUNS_DIR) -> pathlib.Path:
+    """Creates ``runs/<name>/<timestamp>/`` (unique even within one second)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / name / stamp
+    k = 1
+    while path.exists():
+        path = root / name / f"{stamp}-{k}"
+        k += 1
+    path.mkdir(parents=True)
+    return path
+
+
+def format_checks(name: str, checks: Sequence[dict]) -> str:
+    """A plain-text claim / measured / pass table."""
+    rows = [("claim", "measured", "pass")]
+    for c in checks:
+        m = c["measured"]
+        m = f"{m:.4g}" if isinstance(m, float) else str(m)
+        rows.append((c["claim"], m, "PASS" if c["passed"] else "FAIL"))
+    widths = [min(max(len(r[i]) for r in rows), 70) for i in range(3)]
+    out = [f"== {name} =="]
+    for r in rows:
+        out.append("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
+    return "\n".join(out)
+
+
+def run_experiment(
+    module: types.ModuleType, config: Any, out: pathlib.Path | None = None
+) -> tuple[dict, pathlib.Path]:
+    """Runs one experiment in its run directory; writes config.json and metrics.json."""
+    name = module.__name__.rsplit(".", 1)[-1]
+    workdir = out if out is not None else new_run_dir(name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_json(workdir / "config.json", dataclasses.asdict(config))
+    start = time.perf_counter()
+    metrics = module.run(config, workdir)
+    metrics["seconds"] = time.perf_counter() - start
+    metrics.setdefault("checks", [])
+    write_json(workdir / "metrics.json", metrics)
+    return metrics, workdir
+
+
+def main(module_name: str, argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point of an experiment module."""
+    module = importlib.import_module(module_name if module_name != "__main__" else "__main__")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--help" in argv or "-h" in argv:
+        print(help_text(module))
+        return 0
+    try:
+        config, out = parse_args(module, argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    name = pathlib.Path(module.__file__).stem
+    metrics, workdir = run_experiment(module, config, out)
+    print(format_checks(name, metrics["checks"]))
+    print(f"results in {workdir} ({metrics['seconds']:.1f} s)")
+    return 0 if all(c["passed"] for c in metrics["checks"]) else 1
+
+
+def discover() -> list[str]:
+    """Names of every experiment module in the ``experiments`` package."""
+    import pkgutil
+
+    import experiments
+
+    names = []
+    for info in pkgutil.iter_modules(experiments.__path__):
+        if info.name.startswith("_") or info.name == "reproduce":
+            continue
+        mod = importlib.import_module(f"experiments.{info.name}")
+        if all(hasattr(mod, a) for a in ("Config", "QUICK", "run")):
+            names.append(info.name)
+    return sorted(names)
