@@ -44,6 +44,7 @@ class TrainState(NamedTuple):
 
     params: Params
     opt_state: optax.OptState
+    last_good: Params  # the last parameters whose loss and gradient were finite
     active: jax.Array  # bool: still training (not stopped early, no non-finite loss)
     first_bad_step: jax.Array  # int32: global step of the first non-finite loss, or -1
     step: jax.Array  # int32: global step counter
@@ -146,10 +147,15 @@ class _Trainer:
             new_params = optax.apply_updates(st.params, updates)
             finite = jnp.isfinite(loss) & _tree_finite(grads)
             take = st.active & finite
-            first_bad = jnp.where(st.active & ~finite, st.step, st.first_bad_step)
+            failed = st.active & ~finite
+            first_bad = jnp.where(failed, st.step, st.first_bad_step)
+            # On failure roll back to the last parameters verified finite: the current
+            # ones produced the non-finite loss.
+            kept = _where(failed, st.last_good, st.params)
             new_state = TrainState(
-                params=_where(take, new_params, st.params),
+                params=_where(take, new_params, kept),
                 opt_state=_where(take, new_opt, st.opt_state),
+                last_good=_where(take, st.params, st.last_good),
                 active=take,
                 first_bad_step=first_bad,
                 step=st.step + 1,
@@ -322,6 +328,7 @@ def _run(
     state = TrainState(
         params=copy(params),
         opt_state=init_opt(copy(params)),
+        last_good=copy(params),
         active=jnp.ones(member_shape, bool),
         first_bad_step=jnp.full(member_shape, -1, jnp.int32),
         step=jnp.zeros(member_shape, jnp.int32),
