@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import distrax
 import jax
 import jax.numpy as jnp
 
@@ -67,8 +68,13 @@ def concat_context(c_in: jax.Array, c_tgt: jax.Array) -> jax.Array:
     return jnp.concatenate([c_in, c_tgt], axis=-1)
 
 
-def _base_lp(dist: FlowDistribution, z: jax.Array, context: jax.Array | None) -> jax.Array:
-    return dist.flow.log_prob(dist.params, z, context)
+def _base_lp(dist, z: jax.Array, context: jax.Array | None) -> jax.Array:
+    """Log-density under a frozen flow (with context) or any distrax distribution."""
+    if isinstance(dist, FlowDistribution):
+        return dist.flow.log_prob(dist.params, z, context)
+    if context is not None:
+        raise ValueError("a context was given for a base that is not a conditional flow.")
+    return dist.log_prob(z)
 
 
 def forward_loss(
@@ -91,7 +97,7 @@ def inverse_loss(
     top: Flow,
     params,
     y: jax.Array,
-    left: FlowDistribution,
+    left: distrax.Distribution,
     *,
     context: jax.Array | None = None,
     left_context: jax.Array | None = None,
@@ -134,7 +140,7 @@ def fit_transport(
     params,
     left: jax.Array,
     right: jax.Array,
-    left_base: FlowDistribution,
+    left_base: distrax.Distribution,
     *,
     transport: TransportConfig | None = None,
     config: FitConfig | None = None,
@@ -148,11 +154,13 @@ def fit_transport(
 
     Args:
       key: PRNG key.
-      top: the top flow; its ``base`` must be the frozen right base flow.
+      top: the top flow; its ``base`` is the frozen right density (a ``FlowDistribution``
+        or any distrax distribution).
       params: initial top-flow parameters (identity-initialised by the factories).
       left: left events ``(n_L, dim)``.
       right: right events ``(n_R, dim)``.
-      left_base: the frozen left base flow, used by the inverse direction.
+      left_base: the frozen left density (flow or distrax distribution), used by the
+        inverse direction.
       transport: direction and penalty (``TransportConfig``).
       config: ``FitConfig`` for the engine.
       left_context: conditions of the left events ``(n_L, c)`` (conditional variants).
@@ -166,8 +174,11 @@ def fit_transport(
     """
     transport = TransportConfig() if transport is None else transport
     config = FitConfig() if config is None else config
-    if not isinstance(top.base, FlowDistribution):
-        raise ValueError("`top` must have the frozen right flow as its base (flows for flows).")
+    if left.shape[1:] != (top.dim,) or right.shape[1:] != (top.dim,):
+        raise ValueError(
+            f"`left` and `right` must have shape (n, {top.dim}); got {left.shape} and "
+            f"{right.shape}."
+        )
     n = min(left.shape[0], right.shape[0])
     data = {"x": left[:n], "y": right[:n]}
     conditional = left_context is not None or right_context is not None
