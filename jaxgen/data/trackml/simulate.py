@@ -460,7 +460,9 @@ def _propagate(key, geo: Geometry, config: SimConfig, start: _Carry, q, mass):
         hu = geo.min_hu[idx] + (geo.max_hu[idx] - geo.min_hu[idx]) * (loc[..., 1] + hv) / (2 * hv)
         inside = (jnp.abs(loc[..., 0]) <= hu) & (jnp.abs(loc[..., 1]) <= hv) \
             & (jnp.abs(loc[..., 2]) < 1e-2)
-        crossed = (cand >= 0) & inside & found[:, None] & (jnp.abs(ds) < 200.0)
+        # The module crossing must lie after the step's start (never behind the vertex).
+        crossed = (cand >= 0) & inside & found[:, None] & (jnp.abs(ds) < 200.0) \
+            & (ds > EPS_STEP - s[:, None])
         recorded = crossed & jax.random.bernoulli(k_eff, config.hit_efficiency, cand.shape) \
             & (pt >= config.hit_pt_min)[:, None]
         # Keep the first n_keep recorded modules (a layer rarely has more than 4).
@@ -549,10 +551,13 @@ def _digitize(key, geo: Geometry, module, local, ldir, rows: int, fluct: float):
     dd = d1 - d0
     thin = dd < 1e-6
     slope = jnp.where(thin, 0.0, (o1 - o0) / jnp.where(thin, 1.0, dd))
-    k = jnp.floor(d0)[:, None] + jnp.arange(rows, dtype=jnp.float32)[None]
+    # A cluster longer than ``rows`` keeps its central rows, so its centroid stays unbiased.
+    first_row = jnp.where(jnp.floor(d1) - jnp.floor(d0) + 1.0 > rows,
+                          jnp.floor(0.5 * (d0 + d1)) - rows // 2, jnp.floor(d0))
+    k = first_row[:, None] + jnp.arange(rows, dtype=jnp.float32)[None]
     lo = jnp.maximum(d0[:, None], k)
     hi = jnp.minimum(d1[:, None], k + 1.0)
-    frac = jnp.where(thin[:, None], (jnp.arange(rows) == 0)[None].astype(jnp.float32),
+    frac = jnp.where(thin[:, None], (k == jnp.floor(d0)[:, None]).astype(jnp.float32),
                      jnp.maximum(hi - lo, 0.0) / jnp.where(thin, 1.0, dd)[:, None])
     o_lo = o0[:, None] + (lo - d0[:, None]) * slope[:, None]
     o_hi = o0[:, None] + (jnp.maximum(hi, lo) - d0[:, None]) * slope[:, None]
@@ -758,6 +763,12 @@ def simulate_event(key: jax.Array, config: SimConfig = SimConfig(), *, event_id:
     """
     detector, _, geo = make_geometry(detector)
     arrays = simulate_arrays(key, geo, config)
+    check_capacity(arrays, config)
+    return _assemble(arrays, detector, config, event_id)
+
+
+def check_capacity(arrays: dict, config: SimConfig) -> None:
+    """Raises ``ValueError`` if the kernel's hits or long clusters overflowed their slots."""
     if int(arrays["n_hits"]) > config.capacity:
         raise ValueError(
             f"{int(arrays['n_hits'])} particle hits overflow `hit_capacity` "
@@ -768,7 +779,6 @@ def simulate_event(key: jax.Array, config: SimConfig = SimConfig(), *, event_id:
             f"{int(arrays['n_long'])} long clusters overflow `long_cluster_capacity` "
             f"{config.long_capacity}; raise it."
         )
-    return _assemble(arrays, detector, config, event_id)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
