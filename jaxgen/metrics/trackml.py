@@ -1,18 +1,18 @@
-"""The TrackML score: accuracy (arXiv:1904.06778), Throughput-phase variant and S(A, t).
+r"""The TrackML score: accuracy (arXiv:1904.06778), Throughput-phase variant and S(A, t).
 
 For each reconstructed track t take its majority particle p (most hits in t; among ties
 the smallest particle id, as the challenge's ``score.py`` does). The track is *good* iff
 
 .. math::
 
-    n(t \\cap p) / n(t) > 1/2 \\quad\\text{and}\\quad n(t \\cap p) / n(p) > 1/2,
+    n(t \cap p) / n(t) > 1/2 \quad\text{and}\quad n(t \cap p) / n(p) > 1/2,
 
 with n(p) all hits of p in the truth (noise counts as "particle" 0). The score is the sum
 over good tracks of the weights of their hits of p, divided by the total truth weight:
 
 .. math::
 
-    A = \\sum_{t\\ \\mathrm{good}} \\sum_{h \\in t \\cap p} w_h \\Big/ \\sum_h w_h .
+    A = \sum_{t\ \mathrm{good}} \sum_{h \in t \cap p} w_h \Big/ \sum_h w_h .
 
 The Throughput phase (arXiv:2105.01160) uses the same score with the weights of
 secondary particles (``generation != 0``) set to zero; its combined score is

@@ -13,6 +13,8 @@ Example:
   ['cells', 'event_id', 'hits', 'particles', 'truth']
 """
 
+# One public name per line (project convention); ruff's isort would merge them.
+# ruff: noqa: I001
 from jaxgen.data.trackml._event import Cells
 from jaxgen.data.trackml._event import Event
 from jaxgen.data.trackml._event import Hits

@@ -51,8 +51,11 @@ class Cells(NamedTuple):
 
 
 class Particles(NamedTuple):
-    """Generated particles, shape ``(p,)`` each. ``particle_type`` is ``None`` when the
-    file has no such column (the accuracy-phase release)."""
+    """Generated particles, shape ``(p,)`` each.
+
+    ``particle_type`` is ``None`` when the file has no such column (the accuracy-phase
+    release).
+    """
 
     particle_id: np.ndarray  # int64
     particle_type: np.ndarray | None  # int32 (PDG code)
@@ -195,7 +198,8 @@ def _validate_table(name: str, kind: str, table: NamedTuple) -> None:
         u, counts = np.unique(np.stack([table.event_id, table.hit_id], 1), axis=0,
                               return_counts=True)
         if (counts > 1).any():
-            raise ValueError(f"{name}: hit(s) assigned more than once: {u[counts > 1][:5].tolist()}.")
+            dup = u[counts > 1][:5].tolist()
+            raise ValueError(f"{name}: hit(s) assigned more than once: {dup}.")
         if (table.track_id < 0).any():
             raise ValueError(f"{name}: negative track_id.")
 
@@ -301,11 +305,11 @@ def _format_column(a: np.ndarray) -> list[str]:
     if a.dtype.kind in "iu":
         return [str(v) for v in a.tolist()]
     # Shortest of %.7g / %.9g that reads back to the same float32: 9 digits always do.
-    short = ["%.7g" % v for v in a.tolist()]
+    short = [f"{v:.7g}" for v in a.tolist()]
     back = np.array(short, dtype=np.float64).astype(a.dtype)
     if np.array_equal(back, a):
         return short
-    return [s if ok else "%.9g" % v
+    return [s if ok else f"{v:.9g}"
             for s, v, ok in zip(short, a.tolist(), (back == a).tolist(), strict=True)]
 
 

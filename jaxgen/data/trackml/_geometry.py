@@ -199,7 +199,7 @@ def local_to_global(detector: Detector, index: ArrayLike, uvw: ArrayLike) -> jnp
 
 def half_length_u(min_hu: ArrayLike, max_hu: ArrayLike, hv: ArrayLike,
                   v: ArrayLike) -> jnp.ndarray:
-    """Trapezoid half-length along u at local ``v`` (``min_hu`` at ``-hv``, ``max_hu`` at ``+hv``)."""
+    """Trapezoid half-length along u at local ``v`` (``min_hu`` at -hv, ``max_hu`` at +hv)."""
     return min_hu + (max_hu - min_hu) * (v + hv) / (2.0 * hv)
 
 

@@ -93,7 +93,10 @@ def hit_weights(
     Args:
       hit_particle_id: ``(n,)`` the truth particle of each hit (0 = noise).
       tz: ``(n,)`` true z of each hit (mm).
-      particle_id, vz, px, py: ``(p,)`` the particle table's columns.
+      particle_id: ``(p,)`` the particle table's ids.
+      vz: ``(p,)`` production vertex z (mm).
+      px: ``(p,)`` momentum x (GeV).
+      py: ``(p,)`` momentum y (GeV).
       primaries_only: the Throughput-phase variant: hits of particles with
         generation != 0 get weight 0 too.
 

@@ -520,8 +520,13 @@ def _digitize(key, geo: Geometry, module, local, ldir, rows: int, fluct: float):
     """Cells lit by the straight path through the sensor; measured local position.
 
     Args:
-      module: ``(h,)`` module rows; local: ``(h, 2)`` true (u, v) at mid-plane;
+      key: PRNG key of the charge fluctuations.
+      geo: device geometry.
+      module: ``(h,)`` module rows.
+      local: ``(h, 2)`` true (u, v) at the mid-plane.
       ldir: ``(h, 3)`` local direction.
+      rows: cell rows along the cluster's longer direction (2 cells per row).
+      fluct: relative Gaussian spread of the pixel charge.
 
     Returns:
       ch0, ch1, value ``(h, 2 * rows)`` (value 0 = no cell), measured ``(h, 2)`` and
@@ -636,7 +641,9 @@ def simulate_arrays(key: jax.Array, geo: Geometry, config: SimConfig) -> dict:
     cap = config.capacity
     (slot,) = jnp.nonzero(valid, size=cap, fill_value=0)
     n_hits = valid.sum()
-    flat = lambda a: a.reshape((steps * n * keep,) + a.shape[3:])[slot]
+    def flat(a):
+        return a.reshape((steps * n * keep,) + a.shape[3:])[slot]
+
     particle = (jnp.arange(steps * n * keep) // keep) % n
     module = flat(outs["module"])
     local = flat(outs["local"])
