@@ -46,10 +46,10 @@ from jaxgen.data.trackml._weights import decode_particle_id
 from jaxgen.data.trackml._weights import encode_particle_id
 from jaxgen.data.trackml._weights import hit_weights
 from jaxgen.data.trackml._weights import weight_pt
-from jaxgen.data.trackml.simulate import SimConfig
-from jaxgen.data.trackml.simulate import make_geometry
-from jaxgen.data.trackml.simulate import simulate_arrays
-from jaxgen.data.trackml.simulate import simulate_event
+from jaxgen.data.trackml._simulate import SimConfig
+from jaxgen.data.trackml._simulate import make_geometry
+from jaxgen.data.trackml._simulate import simulate_arrays
+from jaxgen.data.trackml._simulate import simulate_event
 
 __all__ = [
     "Cells",
