@@ -28,7 +28,8 @@ import numpy as np
 import optax
 
 from jaxgen.flows import coupling_flow
-from jaxgen.train import FitConfig, fit
+from jaxgen.train import FitConfig
+from jaxgen.train import fit
 
 BATCH = 1024
 EVAL_BATCH = 65536

@@ -129,7 +129,10 @@ def help_text(module: types.ModuleType) -> str:
         extra = f"   [--quick: {quick!r}]" if quick is not None else ""
         tname = getattr(hints[f.name], "__name__", str(hints[f.name]))
         lines.append(f"  --{f.name}: {tname} = {getattr(defaults, f.name)!r}{extra}")
-    lines += ["  --quick: use the quick preset", "  --out=DIR: run directory (default runs/<name>/<time>)"]
+    lines += [
+        "  --quick: use the quick preset",
+        "  --out=DIR: run directory (default runs/<name>/<time>)",
+    ]
     return "\n".join(lines)
 
 

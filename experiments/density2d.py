@@ -28,9 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import check, main
+from experiments import check
+from experiments import main
 from jaxgen.data import toys
-from jaxgen.flows import coupling_flow, fit_flow
+from jaxgen.flows import coupling_flow
+from jaxgen.flows import fit_flow
 from jaxgen.train import FitConfig
 
 
@@ -104,7 +106,7 @@ def run(config: Config, workdir=None) -> dict:
         nll = float(-jnp.mean(log_prob(fitted.params, test)))
         results[name] = {"test_nll": nll, "gaussian_nll": gaussian_nll(train, test)}
         if workdir is not None:
-            samples = jax.jit(lambda p, k: flow.sample(p, k, 20_000))(fitted.params, k_sample)
+            samples = flow.sample(fitted.params, k_sample, 20_000)
             g = jnp.linspace(-5.0, 5.0, 200)
             grid = jnp.stack(jnp.meshgrid(g, g), -1).reshape(-1, 2)
             dens = np.asarray(log_prob(fitted.params, grid)).reshape(200, 200)

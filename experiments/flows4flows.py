@@ -40,9 +40,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import check, main
+from experiments import check
+from experiments import main
 from jaxgen.data import toys
-from jaxgen.flows import coupling_flow, fit_flow
+from jaxgen.flows import coupling_flow
+from jaxgen.flows import fit_flow
 from jaxgen.methods import flows4flows as f4f
 from jaxgen.metrics.distances import sliced_wasserstein
 from jaxgen.train import FitConfig

@@ -20,14 +20,13 @@ import sys
 import time
 import traceback
 
-from experiments._framework import (
-    discover,
-    format_checks,
-    make_config,
-    new_run_dir,
-    run_experiment,
-)
-from jaxgen.io import atomic_open, write_json
+from experiments._framework import discover
+from experiments._framework import format_checks
+from experiments._framework import make_config
+from experiments._framework import new_run_dir
+from experiments._framework import run_experiment
+from jaxgen.io import atomic_open
+from jaxgen.io import write_json
 
 
 def _markdown(rows: list[dict], total: float) -> str:

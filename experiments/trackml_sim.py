@@ -35,7 +35,8 @@ import pathlib
 import jax
 import numpy as np
 
-from experiments import check, main
+from experiments import check
+from experiments import main
 from jaxgen.data import trackml
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "trackml_samples"

@@ -8,7 +8,8 @@ import os
 import pathlib
 import tempfile
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
+from typing import Any
 
 import numpy as np
 

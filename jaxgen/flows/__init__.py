@@ -6,16 +6,21 @@ Factories return ``(flow, params)``; a ``Flow`` evaluates ``log_prob``, ``sample
 another (``base=flow.distribution(params)``): flows for flows.
 """
 
-from jaxgen.flows.autoregressive import MADE, MaskedAutoregressiveLayer
-from jaxgen.flows.builders import coupling_flow, masked_autoregressive_flow
+from jaxgen.flows.autoregressive import MADE
+from jaxgen.flows.autoregressive import MaskedAutoregressiveLayer
+from jaxgen.flows.builders import coupling_flow
+from jaxgen.flows.builders import masked_autoregressive_flow
 from jaxgen.flows.coupling import CouplingLayer
-from jaxgen.flows.flow import Flow, FlowDistribution, Stack
+from jaxgen.flows.flow import Flow
+from jaxgen.flows.flow import FlowDistribution
+from jaxgen.flows.flow import Stack
 from jaxgen.flows.linear import LULinearLayer
 from jaxgen.flows.permutation import Permute
 from jaxgen.flows.sequential import SequentialLayer
 from jaxgen.flows.spline import RationalQuadraticSpline
 from jaxgen.flows.training import fit_flow
-from jaxgen.flows.transformers import AffineTransformer, SplineTransformer
+from jaxgen.flows.transformers import AffineTransformer
+from jaxgen.flows.transformers import SplineTransformer
 
 __all__ = [
     "AffineTransformer",

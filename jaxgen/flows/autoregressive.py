@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.flows.transformers import Transformer
-from jaxgen.nn.mlp import Activation, last_layer_kernel_init
+from jaxgen.nn.mlp import Activation
+from jaxgen.nn.mlp import last_layer_kernel_init
 
 
 def made_degrees(dim: int, hidden: Sequence[int]) -> list[np.ndarray]:
@@ -111,6 +112,7 @@ class MaskedAutoregressiveLayer(nn.Module):
     identity_init: bool = True
 
     def setup(self):
+        """Builds the MADE conditioner."""
         if self.dim < 2:
             raise ValueError(f"a masked autoregressive layer needs `dim` >= 2; got {self.dim}.")
         self.made = MADE(self.dim, self.transformer.num_params, self.hidden, self.activation,

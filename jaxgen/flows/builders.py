@@ -13,12 +13,16 @@ import distrax
 import flax.linen as nn
 import jax
 
-from jaxgen._checks import check_in, check_positive
+from jaxgen._checks import check_in
+from jaxgen._checks import check_positive
 from jaxgen.flows.autoregressive import MaskedAutoregressiveLayer
 from jaxgen.flows.coupling import CouplingLayer
-from jaxgen.flows.flow import Flow, Params, Stack
+from jaxgen.flows.flow import Flow
+from jaxgen.flows.flow import Params
+from jaxgen.flows.flow import Stack
 from jaxgen.flows.linear import LULinearLayer
-from jaxgen.flows.permutation import random_permutations, reverse_permutation
+from jaxgen.flows.permutation import random_permutations
+from jaxgen.flows.permutation import reverse_permutation
 from jaxgen.flows.sequential import SequentialLayer
 from jaxgen.flows.transformers import make_transformer
 from jaxgen.nn import MLP

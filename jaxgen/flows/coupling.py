@@ -1,6 +1,6 @@
-"""Split coupling layers (Dinh et al. 2016, arXiv:1605.08803; Durkan et al. 2019,
-arXiv:1906.04032).
+"""Split coupling layers.
 
+References: Dinh et al. 2016, arXiv:1605.08803; Durkan et al. 2019, arXiv:1906.04032.
 The layer splits ``x = (x_a, x_b)`` at ``split``, keeps ``x_a`` and transforms only
 ``x_b`` elementwise with parameters from a conditioner network of ``(x_a, context)``.
 Transforming only the active half is what makes it fast: a masked coupling evaluates the
@@ -50,6 +50,7 @@ class CouplingLayer(nn.Module):
         return self.dim // 2 if self.split is None else self.split
 
     def setup(self):
+        """Builds the conditioner."""
         if not 0 < self._split < self.dim:
             raise ValueError(f"`split` must be in (0, {self.dim}); got {self._split}.")
         n_out = (self.dim - self._split) * self.transformer.num_params

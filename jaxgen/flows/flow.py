@@ -53,17 +53,17 @@ def _permuter(table: np.ndarray | None):
     traced index table inside the scan.
     """
     if table is None:
-        return lambda h, l, inverse: h
+        return lambda h, i, inverse: h
     table = np.asarray(table)
     if np.all(table == table[0]):
         perm = table[0]
         inv = np.argsort(perm)
         if np.array_equal(perm, np.arange(perm.size)[::-1]):
-            return lambda h, l, inverse: h[..., ::-1]
-        return lambda h, l, inverse: h[..., inv if inverse else perm]
+            return lambda h, i, inverse: h[..., ::-1]
+        return lambda h, i, inverse: h[..., inv if inverse else perm]
     perms = jnp.asarray(table)
     inv_perms = jnp.asarray(np.argsort(table, axis=-1))
-    return lambda h, l, inverse: jnp.take(h, (inv_perms if inverse else perms)[l], axis=-1)
+    return lambda h, i, inverse: jnp.take(h, (inv_perms if inverse else perms)[i], axis=-1)
 
 
 def _standard_normal(dim: int) -> distrax.Distribution:
@@ -170,12 +170,12 @@ class Flow:
 
             def body(carry, xs, s=s, permute=permute):
                 h, ld = carry
-                p_l, l = xs
+                p_l, i_l = xs
                 if direction == "inverse":
                     h, d = s.layer.apply(p_l, h, ctx, method=s.layer.inverse)
-                    h = permute(h, l, inverse=False)
+                    h = permute(h, i_l, inverse=False)
                 else:
-                    h = permute(h, l, inverse=True)
+                    h = permute(h, i_l, inverse=True)
                     h, d = s.layer.apply(p_l, h, ctx, method=s.layer.forward)
                 return (h, ld + d), None
 

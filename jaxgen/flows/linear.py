@@ -27,6 +27,7 @@ class LULinearLayer(nn.Module):
     dim: int
 
     def setup(self):
+        """Declares the LU parameters (zeros: the identity)."""
         d = self.dim
         zeros = nn.initializers.zeros_init()
         self.lower = self.param("lower", zeros, (d, d))

@@ -1,4 +1,4 @@
-"""Rational-quadratic spline with linear (identity) tails, vectorised over whole arrays.
+r"""Rational-quadratic spline with linear (identity) tails, vectorised over whole arrays.
 
 Durkan, Bekasov, Murray, Papamakarios, "Neural Spline Flows", NeurIPS 2019,
 arXiv:1906.04032.
@@ -17,8 +17,8 @@ On each bin ``[x_k, x_{k+1}]`` with ``s_k = (y_{k+1}-y_k)/(x_{k+1}-x_k)`` and
 ``xi = (x - x_k)/(x_{k+1} - x_k)``:
 
 .. math::
-  g(x) = y_k + \\frac{(y_{k+1}-y_k)[s_k \\xi^2 + d_k \\xi(1-\\xi)]}
-               {s_k + (d_{k+1} + d_k - 2 s_k)\\xi(1-\\xi)}.
+  g(x) = y_k + \frac{(y_{k+1}-y_k)[s_k \xi^2 + d_k \xi(1-\xi)]}
+               {s_k + (d_{k+1} + d_k - 2 s_k)\xi(1-\xi)}.
 """
 
 from __future__ import annotations

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import jax
 
-from jaxgen.flows.flow import Flow, Params
-from jaxgen.train import FitConfig, FitResult, fit
+from jaxgen.flows.flow import Flow
+from jaxgen.flows.flow import Params
+from jaxgen.train import FitConfig
+from jaxgen.train import FitResult
+from jaxgen.train import fit
 
 
 def fit_flow(

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen._checks import check_positive
-from jaxgen.flows.spline import RationalQuadraticSpline, num_spline_params
+from jaxgen.flows.spline import RationalQuadraticSpline
+from jaxgen.flows.spline import num_spline_params
 
 
 @dataclasses.dataclass(frozen=True)

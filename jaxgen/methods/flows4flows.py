@@ -35,9 +35,14 @@ import distrax
 import jax
 import jax.numpy as jnp
 
-from jaxgen._checks import check_in, check_positive
-from jaxgen.flows import Flow, FlowDistribution
-from jaxgen.train import FitConfig, FitResult, fit, num_train_steps
+from jaxgen._checks import check_in
+from jaxgen._checks import check_positive
+from jaxgen.flows import Flow
+from jaxgen.flows import FlowDistribution
+from jaxgen.train import FitConfig
+from jaxgen.train import FitResult
+from jaxgen.train import fit
+from jaxgen.train import num_train_steps
 
 PENALTIES = (None, "l1", "l2")
 DIRECTIONS = ("forward", "inverse", "both", "alternate")

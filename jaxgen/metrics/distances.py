@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxgen._checks import check_array, check_positive
+from jaxgen._checks import check_array
+from jaxgen._checks import check_positive
 
 
 def wasserstein_1d(a: jax.Array, b: jax.Array) -> jax.Array:

@@ -197,7 +197,8 @@ def throughput_score(accuracy: float, seconds_per_event: float) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Scores a submission file against an event's truth; prints the score."""
-    from jaxgen.data.trackml import read_event, read_submission
+    from jaxgen.data.trackml import read_event
+    from jaxgen.data.trackml import read_submission
 
     args = list(sys.argv[1:] if argv is None else argv)
     throughput = "--throughput" in args

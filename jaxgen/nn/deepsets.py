@@ -8,7 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen.nn.mlp import MLP, Activation
+from jaxgen.nn.mlp import MLP
+from jaxgen.nn.mlp import Activation
 
 
 class DeepSets(nn.Module):

@@ -6,7 +6,8 @@ import dataclasses
 
 import optax
 
-from jaxgen._checks import check_in, check_positive
+from jaxgen._checks import check_in
+from jaxgen._checks import check_positive
 
 SCHEDULES = ("cosine", "constant")
 

@@ -20,7 +20,8 @@ import json
 import pathlib
 import warnings
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +29,10 @@ import numpy as np
 import optax
 import tqdm.auto as tqdm
 
-from jaxgen._checks import check_array, leading_size
-from jaxgen.train.config import FitConfig, make_optimizer
+from jaxgen._checks import check_array
+from jaxgen._checks import leading_size
+from jaxgen.train.config import FitConfig
+from jaxgen.train.config import make_optimizer
 
 Params = Any
 Batch = Any

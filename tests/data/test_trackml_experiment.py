@@ -1,6 +1,7 @@
 """Smoke test of the TrackML simulation experiment's quick preset."""
 
-from experiments import make_config, trackml_sim
+from experiments import make_config
+from experiments import trackml_sim
 
 
 def test_quick_preset_runs(tmp_path):

@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from experiments import density2d, flows4flows, make_config
+from experiments import density2d
+from experiments import flows4flows
+from experiments import make_config
 
 
 def test_density2d_smoke(tmp_path):

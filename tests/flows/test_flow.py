@@ -6,7 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.flows import Flow, FlowDistribution, coupling_flow, masked_autoregressive_flow
+from jaxgen.flows import Flow
+from jaxgen.flows import FlowDistribution
+from jaxgen.flows import coupling_flow
+from jaxgen.flows import masked_autoregressive_flow
 
 
 def _perturbed(params, scale=0.05, seed=3):
@@ -14,7 +17,7 @@ def _perturbed(params, scale=0.05, seed=3):
     flows below, while keeping densities smooth enough for grid quadrature."""
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
-    leaves = [a + scale * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)]
+    leaves = [a + scale * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys, strict=True)]
     return jax.tree_util.tree_unflatten(tree, leaves)
 
 

@@ -12,16 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.flows import (
-    AffineTransformer,
-    CouplingLayer,
-    LULinearLayer,
-    MaskedAutoregressiveLayer,
-    Permute,
-    RationalQuadraticSpline,
-    SequentialLayer,
-    SplineTransformer,
-)
+from jaxgen.flows import AffineTransformer
+from jaxgen.flows import CouplingLayer
+from jaxgen.flows import LULinearLayer
+from jaxgen.flows import MaskedAutoregressiveLayer
+from jaxgen.flows import Permute
+from jaxgen.flows import RationalQuadraticSpline
+from jaxgen.flows import SequentialLayer
+from jaxgen.flows import SplineTransformer
 
 DIM = 4
 CTX = 3
@@ -63,7 +61,8 @@ def _setup(name, identity=False):
     if not identity:
         leaves, tree = jax.tree_util.tree_flatten(params)
         keys = jax.random.split(jax.random.key(3), len(leaves))
-        leaves = [a + 0.3 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)]
+        leaves = [a + 0.3 * jax.random.normal(k, a.shape)
+                  for a, k in zip(leaves, keys, strict=True)]
         params = jax.tree_util.tree_unflatten(tree, leaves)
     return module, params, x, ctx
 

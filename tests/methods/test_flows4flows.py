@@ -6,7 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.flows import Flow, LULinearLayer, Stack, coupling_flow
+from jaxgen.flows import Flow
+from jaxgen.flows import LULinearLayer
+from jaxgen.flows import Stack
+from jaxgen.flows import coupling_flow
 from jaxgen.methods import flows4flows as f4f
 from jaxgen.train import FitConfig
 
@@ -102,7 +105,8 @@ def test_encode_decode_baseline_is_analytic_for_gaussian_flows():
         flow = Flow(1, [Stack(LULinearLayer(1), 1)])
         p = flow.init(jax.random.key(0))
         # z = d x + bias with d = 1/sd: softplus(raw + offset) + 1e-3 = 1/sd.
-        from jaxgen.flows.linear import _DIAG_OFFSET, _MIN_DIAG
+        from jaxgen.flows.linear import _DIAG_OFFSET
+        from jaxgen.flows.linear import _MIN_DIAG
         raw = jnp.log(jnp.expm1(1.0 / sd - _MIN_DIAG)) - _DIAG_OFFSET
         p["stacks"][0]["params"]["diag"] = jnp.full((1, 1), raw)
         p["stacks"][0]["params"]["bias"] = jnp.full((1, 1), -mu / sd)

@@ -12,7 +12,11 @@ import numpy as np
 import optax
 import pytest
 
-from jaxgen.train import FitConfig, fit, fit_ensemble, num_train_steps, poisson_bootstrap_weights
+from jaxgen.train import FitConfig
+from jaxgen.train import fit
+from jaxgen.train import fit_ensemble
+from jaxgen.train import num_train_steps
+from jaxgen.train import poisson_bootstrap_weights
 
 QUIET = dict(progress=False)
 

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from jaxgen.data.trackml._event import _open_text, write_table
+from jaxgen.data.trackml._event import _open_text
+from jaxgen.data.trackml._event import write_table
 
 DETECTOR_COLUMNS = (
     "volume_id", "layer_id", "module_id", "cx", "cy", "cz",

@@ -53,14 +53,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.data.trackml._event import Cells, Event, Hits, Particles, Truth, write_event
-from jaxgen.data.trackml._geometry import (
-    Detector,
-    Layers,
-    build_layers,
-    read_detector,
-)
-from jaxgen.data.trackml._weights import encode_particle_id, hit_weights
+from jaxgen.data.trackml._event import Cells
+from jaxgen.data.trackml._event import Event
+from jaxgen.data.trackml._event import Hits
+from jaxgen.data.trackml._event import Particles
+from jaxgen.data.trackml._event import Truth
+from jaxgen.data.trackml._event import write_event
+from jaxgen.data.trackml._geometry import Detector
+from jaxgen.data.trackml._geometry import Layers
+from jaxgen.data.trackml._geometry import build_layers
+from jaxgen.data.trackml._geometry import read_detector
+from jaxgen.data.trackml._weights import encode_particle_id
+from jaxgen.data.trackml._weights import hit_weights
 
 C_LIGHT = 2.99792458e-4  # GeV / (T mm): pT = C_LIGHT * B * R for |q| = 1
 X0_SILICON = 93.7  # mm
