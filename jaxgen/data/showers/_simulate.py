@@ -33,6 +33,7 @@ from jaxgen.data.showers._config import (
 )
 
 _ENERGY_WORD = np.uint32(0xFFFFFFFF)  # counter word reserved for the E0 draw
+SMALL_BATCH = 2048  # below this, one scan over all steps (fast compile)
 
 
 class Showers(NamedTuple):
@@ -354,17 +355,29 @@ def _draw_energy(keys: jax.Array, config: ShowerConfig) -> jax.Array:
     return jnp.exp(math.log(lo) + math.log(hi / lo) * u).astype(jnp.float32)
 
 
+def _n_stages(n: int) -> int:
+    # Small batches: one scan body compiles fastest and the padding work is negligible.
+    return 1 if n < SMALL_BATCH else 5
+
+
 @functools.partial(jax.jit, static_argnames=("n", "config", "caps", "max_points"))
 def _run(key, first, energies, *, n, config, caps, max_points):
     keys = _shower_keys(key, first, n)
     e0 = _draw_energy(keys, config) if energies is None else energies
-    raw = _simulate_pool(keys, e0, config, caps, max_points)
+    raw = _simulate_pool(keys, e0, config, caps, max_points, _n_stages(n))
     return raw, e0
 
 
 @functools.partial(jax.jit, static_argnames=("config", "caps", "max_points"))
 def _rerun(keys, e0, *, config, caps, max_points):
-    return _simulate_pool(keys, e0, config, caps, max_points)
+    return _simulate_pool(keys, e0, config, caps, max_points, _n_stages(e0.shape[0]))
+
+
+def _scaled(caps: tuple[int, ...], scale: float, n: int) -> tuple[int, ...]:
+    if scale == 1.0:
+        return caps
+    return tuple(max(1, min(n * 2**t, int(math.ceil(c * scale / 8) * 8)))
+                 for t, c in enumerate(caps))
 
 
 def _pad_points(points: np.ndarray, max_points: int) -> np.ndarray:
@@ -381,6 +394,7 @@ def simulate(
     first_index: int = 0,
     max_points: int | None = None,
     margin: float = 6.0,
+    pool_scale: float = 1.0,
 ) -> Showers:
     """Simulates ``n`` SUPA showers (arXiv:2202.05012) as padded point clouds.
 
@@ -398,13 +412,14 @@ def simulate(
       first_index: index of the first shower in the stream.
       max_points: point capacity per layer (default from the process statistics).
       margin: pool sizes are the batch mean plus ``margin`` standard deviations.
+      pool_scale: factor on the pool sizes (below 1 forces overflows, for testing).
 
     Returns:
       ``Showers`` with arrays of leading dimension ``n`` (as numpy-backed jax arrays).
 
     Raises:
       ValueError: for a bad ``n``, ``energies``, ``first_index``, ``max_points`` or
-        ``margin``.
+        ``margin`` or ``pool_scale``.
 
     Example:
       >>> import jax
@@ -428,6 +443,9 @@ def simulate(
         raise ValueError(f"`max_points` must be an int >= 1; got {max_points!r}.")
     if not (isinstance(margin, int | float) and math.isfinite(margin) and margin >= 0):
         raise ValueError(f"`margin` must be a finite number >= 0; got {margin!r}.")
+    if not (isinstance(pool_scale, int | float) and math.isfinite(pool_scale)
+            and pool_scale > 0):
+        raise ValueError(f"`pool_scale` must be a finite number > 0; got {pool_scale!r}.")
     if energies is not None:
         e = np.asarray(energies)
         if e.shape != (n,):
@@ -435,7 +453,7 @@ def simulate(
         if not np.all(np.isfinite(e)) or not np.all(e > 0):
             raise ValueError("`energies` must be finite and > 0.")
         energies = jnp.asarray(e, jnp.float32)
-    caps = pool_capacities(config, n, margin)
+    caps = _scaled(pool_capacities(config, n, margin), pool_scale, n)
     raw, e0 = _run(key, first_index, energies, n=n, config=config, caps=caps,
                    max_points=max_points)
     bad = np.asarray(raw.pool_overflow) | (np.asarray(raw.counts).max(-1) > max_points)
@@ -446,15 +464,13 @@ def simulate(
     out = {f: np.array(getattr(raw, f)) for f in _Raw._fields}
     e0 = np.asarray(e0)
     keys = np.asarray(_shower_keys(key, first_index, n))
-    scale, cap_points = 2.0, max_points
+    scale, cap_points = 2.0 * pool_scale, max_points
     while bad.any():
         idx = np.flatnonzero(bad)
         need = int(out["counts"][idx].max())
         cap_points = max(cap_points, int(math.ceil(need / 32.0) * 32))
         size = 1 << int(math.ceil(math.log2(len(idx))))  # bucket sizes limit recompiles
-        base = pool_capacities(config, size, margin)
-        caps = tuple(min(size * 2**t, int(math.ceil(c * scale / 8) * 8))
-                     for t, c in enumerate(base))
+        caps = _scaled(pool_capacities(config, size, margin), scale, size)
         pad = size - len(idx)
         sub_keys = jnp.asarray(np.pad(keys[idx], ((0, pad), (0, 0))))
         sub_e0 = jnp.asarray(np.pad(e0[idx], (0, pad), constant_values=1.0))
