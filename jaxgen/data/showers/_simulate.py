@@ -34,6 +34,7 @@ from jaxgen.data.showers._config import (
 
 _ENERGY_WORD = np.uint32(0xFFFFFFFF)  # counter word reserved for the E0 draw
 SMALL_BATCH = 2048  # below this, one scan over all steps (fast compile)
+RESIM_BATCH = 64  # smallest re-simulation batch: one compiled shape serves most calls
 
 
 class Showers(NamedTuple):
@@ -468,8 +469,9 @@ def simulate(
     while bad.any():
         idx = np.flatnonzero(bad)
         need = int(out["counts"][idx].max())
-        cap_points = max(cap_points, int(math.ceil(need / 32.0) * 32))
-        size = 1 << int(math.ceil(math.log2(len(idx))))  # bucket sizes limit recompiles
+        if need > cap_points:  # doubling keeps the set of compiled shapes small
+            cap_points = max(2 * cap_points, int(math.ceil(need / 32.0) * 32))
+        size = max(RESIM_BATCH, 1 << int(math.ceil(math.log2(len(idx)))))
         caps = _scaled(pool_capacities(config, size, margin), scale, size)
         pad = size - len(idx)
         sub_keys = jnp.asarray(np.pad(keys[idx], ((0, pad), (0, 0))))
