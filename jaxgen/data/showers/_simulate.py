@@ -85,6 +85,7 @@ def _materialize(x: jax.Array) -> jax.Array:
 
 
 def _hash(keys: jax.Array, c0: jax.Array, c1: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Threefry-2x32 (the hash behind ``jax.random``) of counters under per-shower keys."""
     c1 = jnp.broadcast_to(jnp.asarray(c1, jnp.uint32), c0.shape)
     return jrandom.threefry2x32_p.bind(keys[:, 0], keys[:, 1], c0, c1)
 
@@ -227,15 +228,15 @@ def _simulate_pool(
         k = keys[shower]
         t2 = (2 * t).astype(jnp.uint32)
         w0, w1 = _hash(k, pid, t2)
-        u = _unit(w0)
+        w2, w3 = _hash(k, pid, t2 + 1)
+        u, u1, u2, u3 = _materialize(jnp.stack([_unit(w) for w in (w0, w1, w2, w3)]))
         stop = active & (u < ps)
         split = active & (u >= ps) & (u < ps + psp)
         move = active & ~stop & ~split
         # Children: the first continues the parent's slot order, the second follows it.
-        w2, w3 = _hash(k, pid, t2 + 1)
-        theta = tlo + (thi - tlo) * _unit(w1)
-        delta = config.asymmetry * theta * (2.0 * _unit(w2) - 1.0)
-        phi = (2.0 * math.pi) * _unit(w3)
+        theta = tlo + (thi - tlo) * u1
+        delta = config.asymmetry * theta * (2.0 * u2 - 1.0)
+        phi = (2.0 * math.pi) * u3
         kids = split_kinematics(x, y, px, py, energy, theta, delta, phi, dz, config.orientation)
         x1, y1, e1, x_b, y_b, e_b = _materialize(jnp.stack(kids))
         x_a = jnp.where(split, x1, 2 * x - px)
