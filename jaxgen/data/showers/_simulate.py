@@ -220,7 +220,7 @@ def _simulate_pool(
     as_f = functools.partial(jax.lax.bitcast_convert_type, new_dtype=jnp.float32)
 
     def step(carry, xs):
-        x, y, px, py, energy, shower, pid, n_active, counts, unread, first_bad = carry
+        x, y, px, py, energy, shower, pid, n_active, counts, unread, first_bad, points = carry
         t, ps, psp, r = xs
         m = x.shape[0]
         slot = jnp.arange(m, dtype=jnp.int32)
@@ -259,6 +259,8 @@ def _simulate_pool(
         ok = read & (rank < max_points)
         dest = jnp.where(ok, (shower * n_layers + rc) * max_points + rank, n_points)
         counts = counts.at[:, rc].add(per_shower)
+        points = points.at[dest].set(jnp.stack([x, y, energy], axis=-1), mode="drop",
+                                     unique_indices=True)
         sh_f = as_f(shower)
         rows_a = jnp.stack([x_a, y_a, x, y, e_a, sh_f, as_f(2 * pid)], axis=-1)
         rows_b = jnp.stack([x_b, y_b, x, y, e_b, sh_f, as_f(2 * pid + 1)], axis=-1)
@@ -275,8 +277,9 @@ def _simulate_pool(
             counts,
             unread,
             first_bad,
+            points,
         )
-        return new, (dest, jnp.stack([x, y, energy], axis=-1))
+        return new, None
 
     x = jnp.full((b,), x0, jnp.float32)
     y = jnp.full((b,), y0, jnp.float32)
@@ -292,6 +295,7 @@ def _simulate_pool(
         jnp.zeros((b, n_layers), jnp.int32),
         jnp.zeros((b,), jnp.float32),
         jnp.int32(b),
+        jnp.zeros((n_points, 3), jnp.float32),
     )
     xs_all = (
         jnp.arange(config.n_steps, dtype=jnp.int32),
@@ -299,26 +303,15 @@ def _simulate_pool(
         jnp.asarray(p_split, jnp.float32),
         jnp.asarray(readout, jnp.int32),
     )
-    dests, values = [], []
     for first, stop_t, size in _stages(caps, n_stages):
         carry = _resize(carry, size, b)
         xs = tuple(a[first:stop_t] for a in xs_all)
-        carry, (dest, vals) = jax.lax.scan(step, carry, xs)
-        if readout[first:stop_t].max() >= 0 and p_stop[first:stop_t].max() > 0:
-            dests.append(dest.reshape(-1))
-            values.append(vals.reshape(-1, 3))
-    x, y, px, py, energy, shower, pid, n_active, counts, unread, first_bad = _resize(
+        carry, _ = jax.lax.scan(step, carry, xs)
+    x, y, px, py, energy, shower, pid, n_active, counts, unread, first_bad, points = _resize(
         carry, caps[-1], b
     )
     active = jnp.arange(caps[-1], dtype=jnp.int32) < n_active
     escaped = jnp.zeros((b,), jnp.float32).at[shower].add(jnp.where(active, energy, 0.0))
-    # One scatter of all read-out points at the end: scattering into the large point
-    # buffer inside the loop makes XLA copy it per step.
-    points = jnp.zeros((n_points, 3), jnp.float32)
-    if dests:
-        points = points.at[jnp.concatenate(dests)].set(
-            jnp.concatenate(values), mode="drop", unique_indices=True
-        )
     points = points.reshape(b, n_layers, max_points, 3)
     overflow = jnp.arange(b) >= first_bad
     return _Raw(points, counts, escaped, unread, overflow)
@@ -326,7 +319,7 @@ def _simulate_pool(
 
 def _resize(carry: tuple, size: int, b: int) -> tuple:
     """Pads or truncates the pool to ``size`` slots; truncated showers are flagged."""
-    *pool, n_active, counts, unread, first_bad = carry
+    *pool, n_active, counts, unread, first_bad, points = carry
     m = pool[0].shape[0]
     if size > m:
         pool = [jnp.pad(a, (0, size - m)) for a in pool]
@@ -335,7 +328,7 @@ def _resize(carry: tuple, size: int, b: int) -> tuple:
         first_bad = jnp.where(lost, jnp.minimum(first_bad, pool[5][size]), first_bad)
         n_active = jnp.minimum(n_active, size)
         pool = [a[:size] for a in pool]
-    return (*pool, n_active, counts, unread, first_bad)
+    return (*pool, n_active, counts, unread, first_bad, points)
 
 
 def _shower_keys(key: jax.Array, first: int | jax.Array, n: int) -> jax.Array:
