@@ -217,6 +217,10 @@ def test_deterministic_and_chunk_invariant(default_showers):
     assert_same_showers(a, b)
     assert_same_showers(a, head(default_showers, 0, N_SMALL))
     assert_same_showers(c, head(default_showers, N_SMALL, 2 * N_SMALL))
+    # Internal chunking (fixed chunks, the last one cut) gives the same showers.
+    e = S.simulate(key, N_SMALL + 10, chunk_size=N_SMALL // 2)
+    assert_same_showers(e, head(default_showers, 0, N_SMALL + 10))
+    np.testing.assert_array_equal(np.asarray(e.mask).sum(-1), np.asarray(e.counts))
     d = S.simulate(jax.random.key(5), N_SMALL)
     assert not np.array_equal(np.asarray(d.counts), np.asarray(a.counts))
 
@@ -301,6 +305,7 @@ def test_bad_config_rejected(kwargs, match):
         ({"first_index": -1}, "`first_index`"),
         ({"margin": -1.0}, "`margin`"),
         ({"pool_scale": 0.0}, "`pool_scale`"),
+        ({"chunk_size": 0}, "`chunk_size`"),
         ({"config": "default"}, "`config`"),
     ],
 )
@@ -308,6 +313,19 @@ def test_bad_simulate_arguments_rejected(kwargs, match):
     args = {"n": 4, **kwargs}
     with pytest.raises(ValueError, match=match):
         S.simulate(jax.random.key(0), **args)
+
+
+@pytest.mark.parametrize("key", [0, jnp.zeros(3, jnp.uint32), jax.random.split(jax.random.key(0))])
+def test_bad_key_rejected(key):
+    with pytest.raises(ValueError, match="`key`"):
+        S.simulate(key, 4)
+
+
+def test_bad_grids_input_rejected(default_showers):
+    with pytest.raises(ValueError, match="showers.points"):
+        S.to_grids(default_showers, S.ShowerConfig(readout_layers=((5, 8), (9, 27)),
+                                                   grid_bins=((3, 96), (12, 12)),
+                                                   grid_extent=(5.0, 10.0)))
 
 
 def test_experiment_quick_smoke(tmp_path):
