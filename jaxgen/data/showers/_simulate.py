@@ -4,8 +4,8 @@ All particles of a batch of showers live in one flat, shower-sorted pool. A step
 particle's fate (stop, split or pass), writes the read-out points of stopping particles into
 padded per-shower point clouds and packs the children into the next pool with an exclusive
 cumsum (no sort). Pools are sized per layer from the process's analytic mean and variance
-(``pool_capacities``), and the steps are grouped into a few ``lax.scan`` stages (5; one for
-small batches), each over a pool of fixed size, so the work per shower (about 300 slots
+(``pool_capacities``), and the steps are grouped into a few ``lax.scan`` stages (5; one below
+10,000 showers), each over a pool of fixed size, so the work per shower (about 300 slots
 over the 24 steps of the default configuration, for about 200 particle-steps) follows the
 particle count instead of a worst-case per-shower capacity (24 x 128 slots).
 
@@ -35,7 +35,7 @@ from jaxgen.data.showers._config import (
 )
 
 _ENERGY_WORD = np.uint32(0xFFFFFFFF)  # counter word reserved for the E0 draw
-SMALL_BATCH = 2048  # below this, one scan over all steps (fast compile)
+SMALL_BATCH = 10_000  # below this, one scan over all steps (fast compile)
 RESIM_BATCH = 64
 CPU_CHUNK = 16_384  # measured best showers/s on 2 CPU cores (cache-resident pools)
 ACCEL_CHUNK = 262_144  # smallest re-simulation batch: one compiled shape serves most calls
@@ -379,11 +379,6 @@ def _scaled(caps: tuple[int, ...], scale: float, n: int) -> tuple[int, ...]:
                  for t, c in enumerate(caps))
 
 
-def _pad_points(points: np.ndarray, max_points: int) -> np.ndarray:
-    extra = max_points - points.shape[2]
-    return np.pad(points, ((0, 0), (0, 0), (0, extra), (0, 0))) if extra > 0 else points
-
-
 def simulate(
     key: jax.Array,
     n: int,
@@ -481,12 +476,18 @@ def simulate(
                         constant_values=1.0)
         part = _simulate_chunk(key, chunk_size, config, e, first_index + start, max_points,
                                margin, pool_scale)
-        parts.append(Showers(*(np.asarray(v)[:size] for v in part)))
+        parts.append(part if size == chunk_size else Showers(*(v[:size] for v in part)))
     width = max(p.points.shape[2] for p in parts)
-    points = np.concatenate([_pad_points(p.points, width) for p in parts])
-    rest = [np.concatenate([getattr(p, f) for p in parts]) for f in Showers._fields[2:]]
-    mask = np.arange(width) < rest[0][..., None]
-    return Showers(jnp.asarray(points), jnp.asarray(mask), *(jnp.asarray(v) for v in rest))
+    parts = [_widen(p, width) for p in parts]
+    return Showers(*(jnp.concatenate(vs) for vs in zip(*parts, strict=True)))
+
+
+def _widen(s: Showers, width: int) -> Showers:
+    extra = width - s.points.shape[2]
+    if extra <= 0:
+        return s
+    points = jnp.pad(s.points, ((0, 0), (0, 0), (0, extra), (0, 0)))
+    return s._replace(points=points, mask=jnp.pad(s.mask, ((0, 0), (0, 0), (0, extra))))
 
 
 def _simulate_chunk(key, n, config, energies, first_index, max_points, margin, pool_scale):
@@ -497,31 +498,28 @@ def _simulate_chunk(key, n, config, energies, first_index, max_points, margin, p
     if not bad.any():
         return _finish(raw, e0)
     # Rare: re-simulate the flagged showers with larger capacities (same keys, same result
-    # as unbounded capacities), then merge.
-    out = {f: np.array(getattr(raw, f)) for f in _Raw._fields}
-    e0 = np.asarray(e0)
-    keys = np.asarray(_shower_keys(key, first_index, n))
+    # as unbounded capacities), then merge them in.
+    keys = _shower_keys(key, first_index, n)
     scale, cap_points = 2.0 * pool_scale, max_points
     while bad.any():
         idx = np.flatnonzero(bad)
-        need = int(out["counts"][idx].max())
+        need = int(np.asarray(raw.counts)[idx].max())
         if need > cap_points:  # doubling keeps the set of compiled shapes small
             cap_points = max(2 * cap_points, int(math.ceil(need / 32.0) * 32))
         size = max(RESIM_BATCH, 1 << int(math.ceil(math.log2(len(idx)))))
         caps = _scaled(pool_capacities(config, size, margin), scale, size)
-        pad = size - len(idx)
-        sub_keys = jnp.asarray(np.pad(keys[idx], ((0, pad), (0, 0))))
-        sub_e0 = jnp.asarray(np.pad(e0[idx], (0, pad), constant_values=1.0))
-        sub = _rerun(sub_keys, sub_e0, config=config, caps=caps, max_points=cap_points)
-        sub_bad = np.array(sub.pool_overflow)[: len(idx)]
-        sub_bad |= np.asarray(sub.counts).max(-1)[: len(idx)] > cap_points
-        out["points"] = _pad_points(out["points"], cap_points)
-        for f in _Raw._fields:
-            out[f][idx] = np.asarray(getattr(sub, f))[: len(idx)]
+        sel = np.pad(idx, (0, size - len(idx)))  # padding slots re-run shower 0
+        sub = _rerun(keys[sel], e0[sel], config=config, caps=caps, max_points=cap_points)
+        sub_bad = np.asarray(sub.pool_overflow)[: len(idx)]
+        sub_bad = sub_bad | (np.asarray(sub.counts).max(-1)[: len(idx)] > cap_points)
+        if cap_points > raw.points.shape[2]:
+            extra = cap_points - raw.points.shape[2]
+            raw = raw._replace(points=jnp.pad(raw.points, ((0, 0), (0, 0), (0, extra), (0, 0))))
+        raw = _Raw(*(r.at[idx].set(v[: len(idx)]) for r, v in zip(raw, sub, strict=True)))
         bad = np.zeros_like(bad)
         bad[idx] = sub_bad
         scale *= 2.0
-    return _finish(_Raw(**{f: jnp.asarray(v) for f, v in out.items()}), jnp.asarray(e0))
+    return _finish(raw, e0)
 
 
 def _finish(raw: _Raw, e0: jax.Array) -> Showers:
