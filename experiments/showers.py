@@ -202,8 +202,9 @@ def _plots(s: S.Showers, cfg: S.ShowerConfig, kept: np.ndarray, workdir: pathlib
     energy = np.asarray(s.layer_energy)
     fig, axes = plt.subplots(2, cfg.n_layers, figsize=(4 * cfg.n_layers, 6.5))
     for k in range(cfg.n_layers):
-        axes[0, k].hist(counts[:, k], bins=40, histtype="step", label="all")
-        axes[0, k].hist(counts[sel, k], bins=40, histtype="step", label="kept")
+        edges = np.arange(counts[:, k].max() + 2) - 0.5  # one bin per integer count
+        axes[0, k].hist(counts[:, k], bins=edges, histtype="step", label="all")
+        axes[0, k].hist(counts[sel, k], bins=edges, histtype="step", label="kept")
         axes[0, k].set_xlabel(f"points in layer {k}")
         axes[0, k].legend()
         axes[1, k].hist(energy[:, k], bins=40, histtype="step", log=True)
