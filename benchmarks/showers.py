@@ -1,0 +1,97 @@
+"""SUPA shower simulator throughput (arXiv:2202.05012): showers/s vs batch size.
+
+Prints one JSON line: device, jax version, and per batch size the compile time, the
+median of repeated timed runs (``block_until_ready``), showers/s and the process's peak
+RSS after that size (sizes run in increasing order, so it bounds that size's need). Also
+times the plain-Python reference (``tests/data/supa_reference.py``) in the same run.
+Goal: >= 140,000 showers/s, 1000x the released SUPA generator's ~140/s.
+
+    python benchmarks/showers.py                      # 1e3, 1e4, 1e5, 3e5
+    python benchmarks/showers.py --sizes=1000,10000 --repeats=5
+"""
+
+import argparse
+import importlib.util
+import json
+import pathlib
+import resource
+import statistics
+import sys
+import time
+
+import jax
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from jaxgen.data import showers as S  # noqa: E402
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def time_size(n: int, repeats: int) -> dict:
+    key = jax.random.key(0)
+    t0 = time.perf_counter()
+    jax.block_until_ready(S.simulate(key, n))  # compiles (incl. any re-simulation shapes)
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(S.simulate(key, n))
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {"n": n, "compile_plus_first_run_s": round(compile_s, 3), "median_s": round(med, 4),
+            "showers_per_s": round(n / med), "peak_rss_gb": round(peak_rss_gb(), 2)}
+
+
+def time_grids(n: int, repeats: int) -> float:
+    s = S.simulate(jax.random.key(0), n)
+    jax.block_until_ready(S.to_grids(s))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(S.to_grids(s))
+        times.append(time.perf_counter() - t0)
+    return n / statistics.median(times)
+
+
+def reference_rate(n: int) -> float:
+    path = ROOT / "tests" / "data" / "supa_reference.py"
+    spec = importlib.util.spec_from_file_location("supa_reference", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    t0 = time.perf_counter()
+    mod.simulate(0, n)
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000,10000,100000,300000")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reference", type=int, default=300)
+    args = parser.parse_args()
+    sizes = [int(float(v)) for v in args.sizes.split(",")]
+    rows = [time_size(n, args.repeats) for n in sizes]
+    best = max(r["showers_per_s"] for r in rows)
+    ref = reference_rate(args.reference) if args.reference else None
+    out = {
+        "benchmark": "showers",
+        "device": str(jax.devices()[0].device_kind),
+        "platform": jax.devices()[0].platform,
+        "jax": jax.__version__,
+        "config": "SUPA default: E0=65 GeV, 24 steps, dz=2",
+        "sizes": rows,
+        "grids_showers_per_s_1e4": round(time_grids(10_000, args.repeats)),
+        "best_showers_per_s": best,
+        "goal_showers_per_s": 140_000,
+        "plain_python_reference_showers_per_s": round(ref, 1) if ref else None,
+        "speedup_vs_supa_140_per_s": round(best / 140.0),
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

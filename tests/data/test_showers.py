@@ -1,0 +1,339 @@
+"""Tests of the SUPA-like shower simulator (arXiv:2202.05012) against a plain reference.
+
+Statistical tolerances: every comparison of the vectorised simulator with the reference
+(``supa_reference.py``, independent code and RNG) is a two-sample z-test on per-shower
+quantities (independent across showers, so the CLT applies):
+``|m1 - m2| <= 5 * sqrt(s1^2 / n1 + s2^2 / n2)``. With about 40 comparisons, the chance
+of a false failure is below 40 * 5.7e-7 ~ 2e-5; a wrong rule (e.g. swapped stop/split
+thresholds, a wrong readout range, E1/E2 swapped) moves these means by tens of sigma.
+"""
+
+import importlib.util
+import math
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgen.data import showers as S
+
+_spec = importlib.util.spec_from_file_location(
+    "supa_reference", pathlib.Path(__file__).with_name("supa_reference.py")
+)
+R = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(R)
+
+N_JAX = 8192  # also the experiment's quick size: the compiled simulator is shared
+N_REF = 1500
+N_SMALL = 256
+Z = 5.0
+
+# A non-default configuration: exact orientation, tilted and shifted primary, a uniform
+# spectrum, 20 steps, other angles, and readout gaps (layers 9 and 18 are not read out).
+CONFIG2 = S.ShowerConfig(
+    energy_spectrum="uniform",
+    energy_range=(20.0, 80.0),
+    entry_position=(1.0, -2.0),
+    incidence=(0.3, 1.0),
+    n_steps=20,
+    theta_range=(0.1, 0.3),
+    asymmetry=0.2,
+    readout_layers=((5, 8), (10, 17), (19, 27)),
+    orientation="exact",
+)
+
+
+def features_from_clouds(clouds, n_layers):
+    """Per shower and layer: count, energy, E-weighted centroid x, y and mean radius."""
+    n = len(clouds)
+    out = np.full((5, n, n_layers), np.nan)
+    for i, c in enumerate(clouds):
+        for k in range(n_layers):
+            pts = np.asarray(c[k], float).reshape(-1, 3)
+            out[0, i, k] = len(pts)
+            out[1, i, k] = pts[:, 2].sum()
+            if len(pts):
+                w = pts[:, 2] / pts[:, 2].sum()
+                out[2, i, k] = w @ pts[:, 0]
+                out[3, i, k] = w @ pts[:, 1]
+                out[4, i, k] = w @ np.hypot(pts[:, 0], pts[:, 1])
+    return out
+
+
+def features_from_showers(s):
+    pts = np.asarray(s.points, float)
+    counts = np.asarray(s.counts)
+    clouds = [[pts[i, k, : counts[i, k]] for k in range(pts.shape[1])]
+              for i in range(pts.shape[0])]
+    return features_from_clouds(clouds, pts.shape[1])
+
+
+def assert_same_means(a, b, what):
+    """Two-sample z-test on the finite entries of a and b (see the module docstring)."""
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    diff = abs(a.mean() - b.mean())
+    assert diff <= Z * se + 1e-12, f"{what}: {a.mean():.5g} vs {b.mean():.5g} (se {se:.3g})"
+
+
+def assert_same_fraction(a, b, what):
+    p = (a.sum() + b.sum()) / (a.size + b.size)
+    se = math.sqrt(p * (1 - p) * (1 / a.size + 1 / b.size))
+    diff = abs(a.mean() - b.mean())
+    assert diff <= Z * se + 1e-12, f"{what}: {a.mean():.4g} vs {b.mean():.4g} (se {se:.3g})"
+
+
+def assert_same_showers(a, b):
+    """Equal showers; point clouds compared after padding to a common width."""
+    pa, pb = np.asarray(a.points), np.asarray(b.points)
+    width = max(pa.shape[2], pb.shape[2])
+    pad = [(0, 0), (0, 0), (0, 0), (0, 0)]
+    pa = np.pad(pa, pad[:2] + [(0, width - pa.shape[2])] + pad[3:])
+    pb = np.pad(pb, pad[:2] + [(0, width - pb.shape[2])] + pad[3:])
+    np.testing.assert_array_equal(pa, pb)
+    for f in ("counts", "energy", "escaped", "unread"):
+        np.testing.assert_array_equal(np.asarray(getattr(a, f)), np.asarray(getattr(b, f)))
+
+
+def head(s, start, stop):
+    return S.Showers(*(np.asarray(v)[start:stop] for v in s))
+
+
+@pytest.fixture(scope="module")
+def default_showers():
+    return S.simulate(jax.random.key(1), N_JAX)
+
+
+@pytest.fixture(scope="module")
+def config2_showers():
+    return S.simulate(jax.random.key(2), N_SMALL * 8, CONFIG2)
+
+
+@pytest.mark.parametrize("which", ["default", "config2"])
+def test_statistics_agree_with_reference(which, default_showers, config2_showers):
+    if which == "default":
+        ours, cfg, n_ref = default_showers, S.ShowerConfig(), N_REF
+    else:
+        ours, cfg, n_ref = config2_showers, CONFIG2, 800
+    ref = R.simulate(123, n_ref, cfg)
+    fa = features_from_showers(ours)
+    fb = features_from_clouds(ref["clouds"], cfg.n_layers)
+    names = ["points", "energy", "centroid x", "centroid y", "mean radius"]
+    for k in range(cfg.n_layers):
+        assert_same_fraction(fa[0, :, k] == 0, fb[0, :, k] == 0, f"P(layer {k} empty)")
+        for j, name in enumerate(names):
+            if k == 2 and j >= 2 and which == "config2":
+                continue  # layer 2 is almost always empty here: too few showers to test
+            assert_same_means(fa[j, :, k], fb[j, :, k], f"layer {k} {name}")
+    assert_same_means(np.asarray(ours.energy), ref["energy"], "E0")
+    assert_same_fraction(np.asarray(ours.escaped) > 0, ref["escaped"] > 0, "escape")
+
+
+def test_counts_match_branching_process_mean(default_showers):
+    # Expected points per layer follow from the analytic mean particle counts.
+    c = np.asarray(default_showers.counts, float)
+    mean = S.mean_points(S.ShowerConfig())
+    se = c.std(0, ddof=1) / math.sqrt(c.shape[0])
+    np.testing.assert_array_less(np.abs(c.mean(0) - mean), Z * se)
+
+
+@pytest.mark.parametrize("orientation", ["reference", "exact"])
+def test_split_kinematics(orientation):
+    rng = np.random.default_rng(0)
+    m = 1000
+    x, y, px, py = (rng.normal(0, 3, m) for _ in range(4))
+    e = rng.uniform(0.1, 65, m)
+    theta = rng.uniform(math.pi / 32, math.pi / 16, m)
+    delta = rng.uniform(-0.25, 0.25, m) * theta
+    phi = rng.uniform(0, 2 * math.pi, m)
+    args = [jnp.asarray(v, jnp.float32) for v in (x, y, px, py, e, theta, delta, phi)]
+    x1, y1, e1, x2, y2, e2 = map(np.asarray, S.split_kinematics(*args, 2.0, orientation))
+    # Energy conservation at every split (float32 rounding of one product and one sum).
+    np.testing.assert_allclose(e1 + e2, e, rtol=2e-6)
+    np.testing.assert_allclose(e1 / e, (theta / 2 + delta) / theta, rtol=1e-5)
+    # Daughters' directions have the sampled opening angle between them.
+    d1 = np.stack([x1 - x, y1 - y, np.full(m, 2.0)], -1)
+    d2 = np.stack([x2 - x, y2 - y, np.full(m, 2.0)], -1)
+    v = np.stack([x - px, y - py, np.full(m, 2.0)], -1)
+
+    def angle(a, b):
+        cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+        return np.arccos(np.clip(cos, -1, 1))
+
+    # float32 positions of size ~10 with steps ~0.1: angles good to ~1e-4 rad.
+    np.testing.assert_allclose(angle(d1, d2), theta, atol=2e-4)
+    if orientation == "exact":
+        np.testing.assert_allclose(angle(d1, v), theta / 2 - delta, atol=2e-4)
+        np.testing.assert_allclose(angle(d2, v), theta / 2 + delta, atol=2e-4)
+    # Same numbers as the plain reference implementation (float64).
+    for i in range(0, m, 97):
+        (rx1, ry1, re1), (rx2, ry2, re2) = R.split(x[i], y[i], px[i], py[i], e[i], theta[i],
+                                                   delta[i], phi[i], 2.0, orientation)
+        np.testing.assert_allclose([x1[i], y1[i], x2[i], y2[i]], [rx1, ry1, rx2, ry2],
+                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose([e1[i], e2[i]], [re1, re2], rtol=1e-5)
+
+
+@pytest.mark.parametrize("which", ["default", "config2"])
+def test_energy_conservation(which, default_showers, config2_showers):
+    s = default_showers if which == "default" else config2_showers
+    total = (np.asarray(s.layer_energy, np.float64).sum(-1) + np.asarray(s.escaped)
+             + np.asarray(s.unread))
+    # float32 sums of <= ~300 terms: relative error well below 1e-5.
+    np.testing.assert_allclose(total, np.asarray(s.energy), rtol=1e-5)
+    if which == "config2":
+        assert np.asarray(s.unread).max() > 0  # the readout gaps catch some energy
+        e = np.asarray(s.energy)
+        assert e.min() >= 20.0 and e.max() <= 80.0 and e.std() > 10.0
+    np.testing.assert_array_equal(np.asarray(s.mask).sum(-1), np.asarray(s.counts))
+
+
+def test_grids_sum_to_readout_energy(default_showers):
+    s = default_showers
+    images, overflow = S.to_grids(s)
+    assert [im.shape[1:] for im in images] == [(3, 96), (12, 12), (12, 6)]
+    sums = np.stack([np.asarray(im).sum((1, 2)) for im in images], -1) + np.asarray(overflow)
+    np.testing.assert_allclose(sums, 1000 * np.asarray(s.layer_energy), rtol=1e-4, atol=1e-3)
+    assert np.asarray(overflow).sum() > 0  # some points leave the grids
+    pts, counts = np.asarray(s.points), np.asarray(s.counts)
+    edges = [(np.linspace(-5, 5, 4), np.linspace(-5, 5, 97)),
+             (np.linspace(-10, 10, 13), np.linspace(-10, 10, 13)),
+             (np.linspace(-15, 15, 13), np.linspace(-15, 15, 7))]
+    for i in range(0, 200, 7):
+        for k in range(3):
+            p = pts[i, k, : counts[i, k]].astype(np.float64)
+            h, _, _ = np.histogram2d(p[:, 0], p[:, 1], bins=edges[k], weights=p[:, 2])
+            np.testing.assert_allclose(np.asarray(images[k][i]), 1000 * h, rtol=1e-5,
+                                       atol=1e-3)
+
+
+def test_deterministic_and_chunk_invariant(default_showers):
+    key = jax.random.key(1)
+    a = S.simulate(key, N_SMALL)
+    b = S.simulate(key, N_SMALL)
+    c = S.simulate(key, N_SMALL, first_index=N_SMALL)
+    assert_same_showers(a, b)
+    assert_same_showers(a, head(default_showers, 0, N_SMALL))
+    assert_same_showers(c, head(default_showers, N_SMALL, 2 * N_SMALL))
+    # Internal chunking (fixed chunks, the last one cut) gives the same showers.
+    e = S.simulate(key, N_SMALL + 10, chunk_size=N_SMALL // 2)
+    assert_same_showers(e, head(default_showers, 0, N_SMALL + 10))
+    np.testing.assert_array_equal(np.asarray(e.mask).sum(-1), np.asarray(e.counts))
+    d = S.simulate(jax.random.key(5), N_SMALL)
+    assert not np.array_equal(np.asarray(d.counts), np.asarray(a.counts))
+
+
+def test_capacity_overflow_is_detected_and_resimulated(default_showers):
+    # Half-size particle pools and max_points=16 overflow for many showers; they must be
+    # flagged, and re-simulated to exactly the unbounded result (the default run).
+    key = jax.random.key(1)
+    cfg = S.ShowerConfig()
+    caps = S._simulate._scaled(S.pool_capacities(cfg, N_SMALL), 0.5, N_SMALL)
+    raw, _ = S._simulate._run(key, 0, None, n=N_SMALL, config=cfg, caps=caps, max_points=16)
+    assert np.asarray(raw.pool_overflow).sum() > 10
+    assert (np.asarray(raw.counts) > 16).sum() > 10
+    s = S.simulate(key, N_SMALL, pool_scale=0.5, max_points=16)
+    assert s.points.shape[2] >= np.asarray(s.counts).max()
+    assert_same_showers(s, head(default_showers, 0, N_SMALL))
+
+
+def test_hdf5_round_trip_and_streaming(tmp_path, default_showers):
+    key = jax.random.key(1)
+    s = S.simulate(key, N_SMALL)
+    info = S.write_hdf5(tmp_path / "a.h5", s, drop_empty=False)
+    assert info == {"n_simulated": N_SMALL, "n_kept": N_SMALL, "dropped_fraction": 0.0}
+    back, grids, attrs = S.read_hdf5(tmp_path / "a.h5")
+    for f in S.Showers._fields:
+        np.testing.assert_array_equal(np.asarray(getattr(back, f)), np.asarray(getattr(s, f)))
+    images, overflow = S.to_grids(s)
+    for k in range(3):
+        np.testing.assert_array_equal(grids[f"layer_{k}"], np.asarray(images[k]))
+    np.testing.assert_array_equal(grids["overflow"], np.asarray(overflow))
+    assert grids["energy"].shape == (N_SMALL, 1)
+    assert attrs["config"] == S.ShowerConfig()
+    # Streaming in chunks with the reference's dropping equals the kept showers.
+    info = S.generate_hdf5(tmp_path / "b.h5", key, N_SMALL, chunk_size=N_SMALL // 2)
+    kept = np.asarray(s.kept)
+    assert info["n_kept"] == kept.sum()
+    assert info["dropped_fraction"] == pytest.approx(1 - kept.mean())
+    back, _, _ = S.read_hdf5(tmp_path / "b.h5")
+    assert_same_showers(back, S.Showers(*(np.asarray(v)[kept] for v in s)))
+
+
+def test_energies_override_and_spectrum():
+    e = np.linspace(1.0, 100.0, N_SMALL)
+    s = S.simulate(jax.random.key(3), N_SMALL, energies=e)
+    np.testing.assert_allclose(np.asarray(s.energy), e, rtol=1e-6)
+    total = np.asarray(s.layer_energy).sum(-1) + np.asarray(s.escaped)
+    np.testing.assert_allclose(total, e, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"energy": -1.0}, "ShowerConfig.energy"),
+        ({"energy": float("nan")}, "ShowerConfig.energy"),
+        ({"energy_spectrum": "flat"}, "ShowerConfig.energy_spectrum"),
+        ({"energy_range": (5.0, 1.0)}, "ShowerConfig.energy_range"),
+        ({"incidence": (2.0, 0.0)}, "ShowerConfig.incidence"),
+        ({"n_steps": 0}, "ShowerConfig.n_steps"),
+        ({"n_steps": 40}, "ShowerConfig.n_steps"),
+        ({"dz": 0.0}, "ShowerConfig.dz"),
+        ({"split_prob_early": 1.5}, "ShowerConfig.split_prob_early"),
+        ({"theta_range": (0.2, 0.1)}, "ShowerConfig.theta_range"),
+        ({"asymmetry": 0.5}, "ShowerConfig.asymmetry"),
+        ({"readout_layers": ((5, 8), (7, 9), (18, 27))}, "ShowerConfig.readout_layers"),
+        ({"grid_bins": ((3, 96), (12, 12))}, "ShowerConfig.grid_bins"),
+        ({"grid_extent": (5.0, -1.0, 15.0)}, "ShowerConfig.grid_extent"),
+        ({"orientation": "other"}, "ShowerConfig.orientation"),
+    ],
+)
+def test_bad_config_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        S.ShowerConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n": 0}, "`n`"),
+        ({"energies": np.ones(3)}, "`energies`"),
+        ({"energies": -np.ones(4)}, "`energies`"),
+        ({"max_points": 0}, "`max_points`"),
+        ({"first_index": -1}, "`first_index`"),
+        ({"margin": -1.0}, "`margin`"),
+        ({"pool_scale": 0.0}, "`pool_scale`"),
+        ({"chunk_size": 0}, "`chunk_size`"),
+        ({"config": "default"}, "`config`"),
+    ],
+)
+def test_bad_simulate_arguments_rejected(kwargs, match):
+    args = {"n": 4, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        S.simulate(jax.random.key(0), **args)
+
+
+@pytest.mark.parametrize("key", [0, jnp.zeros(3, jnp.uint32), jax.random.split(jax.random.key(0))])
+def test_bad_key_rejected(key):
+    with pytest.raises(ValueError, match="`key`"):
+        S.simulate(key, 4)
+
+
+def test_bad_grids_input_rejected(default_showers):
+    with pytest.raises(ValueError, match="showers.points"):
+        S.to_grids(default_showers, S.ShowerConfig(readout_layers=((5, 8), (9, 27)),
+                                                   grid_bins=((3, 96), (12, 12)),
+                                                   grid_extent=(5.0, 10.0)))
+
+
+def test_experiment_quick_smoke(tmp_path):
+    from experiments import make_config
+    from experiments import showers as exp
+
+    metrics = exp.run(make_config(exp.Config, exp.QUICK), tmp_path)
+    for key in ("p_empty", "points_mean", "points_std", "points_mean_kept", "energy_mean",
+                "energy_std", "frac_full_energy", "kept_fraction", "showers_per_s", "checks"):
+        assert key in metrics
+    assert (tmp_path / "mean_images.png").exists()
