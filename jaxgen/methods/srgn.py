@@ -175,7 +175,7 @@ def fit(
     """SRGN fit: minimise the detector-level AUC over theta (arXiv:2010.03569).
 
     A grid scan (``grid_size^p`` candidates in one vmapped training) picks the start;
-    scipy's bounded Powell then minimises the AUC, one classifier training per
+    scipy's Powell, bounded to one grid spacing around it, then minimises the AUC, one classifier training per
     evaluation, with a fixed key (common random numbers) so the objective is a
     deterministic function of theta.
 
@@ -221,13 +221,22 @@ def fit(
                 cache[t] = float(auc_scan(key, reweighter, np.array([t]), **kw)[0])
             return cache[t]
 
-        res = scipy.optimize.minimize(
+        # The grid localises the minimum to within one spacing of its best point; Powell's
+        # bounded line searches then only cover that neighbourhood.
+        spacing = (hi - lo) / max(grid_size - 1, 1)
+        local = list(
+            zip(np.maximum(lo, best - spacing), np.minimum(hi, best + spacing), strict=True)
+        )
+        scipy.optimize.minimize(
             objective,
             best,
             method="Powell",
-            bounds=list(zip(lo, hi, strict=True)),
+            bounds=local,
             options={"maxfev": max_evaluations, "xtol": xtol},
         )
-        if float(res.fun) < best_auc:
-            best, best_auc = np.clip(res.x, lo, hi), float(res.fun)
+        # Powell returns its start point when the budget runs out inside the first line
+        # search, so the best evaluation is taken from the record of all of them.
+        t_min = min(cache, key=cache.get)
+        if cache[t_min] < best_auc:
+            best, best_auc = np.array(t_min), cache[t_min]
     return SRGNFit(best, best_auc, grid, scan, evaluations)
