@@ -9,9 +9,9 @@ classifiers every OmniFold iteration is one IBU iteration, whose closed form giv
 unfolded (mean, std) = (0.160, 0.877), (0.190, 0.834), (0.197, 0.816), (0.199, 0.808)
 after iterations 1-4. The learned OmniFold follows this recursion; binned IBU on the
 same events gives the same moments. The checks compare with the recursion started
-from the sample's own moments (so the sample noise of 1e5 events cancels). The variant adds 10% inefficiency, 10% fakes and a
-10% background (MC background N(0, 1.2), true background N(0, 0.96)) subtracted with
-negative weights.
+from the sample's own moments (so the sample noise cancels). The variant adds 10%
+inefficiency, 10% fakes and a 10% background (MC background N(0, 1.2), true
+background N(0, 0.96)) subtracted with negative weights.
 
 Command: ``python -m experiments.omnifold_gaussian [--quick]``.
 Expected (quick, 2 cores, ~30 s): ``unfolded_mean`` / ``unfolded_std`` per iteration

@@ -277,10 +277,10 @@ def train_classifier(
     balance: bool = True,
     standardize: bool = True,
 ) -> tuple[Classifier, FitResult]:
-    """Trains a classifier with weighted BCE: ``x0`` labelled 0, ``x1`` labelled 1.
+    r"""Trains a classifier with weighted BCE: ``x0`` labelled 0, ``x1`` labelled 1.
 
     .. math::
-       L[f] = -\\sum_{i \\in 1} w_i \\log f(x_i) - \\sum_{i \\in 0} w_i \\log(1 - f(x_i))
+       L[f] = -\sum_{i \in 1} w_i \log f(x_i) - \sum_{i \in 0} w_i \log(1 - f(x_i))
 
     With ``balance`` the class-1 weights are rescaled to the class-0 total, so
     ``exp(logit)`` estimates the ratio of the normalised weighted densities

@@ -1,10 +1,12 @@
-"""Multi-event classifiers (Nachman & Thaler, "E Pluribus Unum Ex Machina: Learning from
-Many Collider Events at Once", arXiv:2101.07263).
+r"""Multi-event classifiers: summed logits, deep sets, and per-instance read-off.
+
+Nachman & Thaler, "E Pluribus Unum Ex Machina: Learning from Many Collider Events at
+Once", arXiv:2101.07263.
 
 For independent events the optimal classifier of a set ``{x_1..x_N}`` has
 
 .. math::
-   \\operatorname{logit} F_N(x_1, \\dots, x_N) = \\sum_i \\operatorname{logit} f(x_i)
+   \operatorname{logit} F_N(x_1, \dots, x_N) = \sum_i \operatorname{logit} f(x_i)
 
 with ``f`` the optimal per-instance classifier (equal class priors). Conversely a set
 network of the form ``F = sigmoid(sum_i g(x_i))`` trained on sets has ``g = logit f``.

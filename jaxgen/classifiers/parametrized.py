@@ -1,5 +1,7 @@
-"""Parametrised classifiers ``f(x, theta)``: reweighting to any theta, and parameter
-estimation by maximum likelihood with the classifier frozen.
+"""Parametrised classifiers ``f(x, theta)``: reweighting and maximum-likelihood fits.
+
+Reweighting to any theta, and parameter estimation by maximum likelihood with the
+classifier frozen.
 
 A classifier trained between ``(x ~ p(x|theta_ref), theta)`` (label 0) and
 ``(x ~ p(x|theta), theta)`` (label 1), with ``theta`` drawn from a prior range and

@@ -1,4 +1,4 @@
-"""DCTR: Deep neural network using Classification for Tuning and Reweighting.
+r"""DCTR: Deep neural network using Classification for Tuning and Reweighting.
 
 Andreassen & Nachman, "Neural Networks for Full Phase-space Reweighting and Parameter
 Tuning", PRD 101 (2020) 091901, arXiv:1907.08209.
@@ -12,8 +12,8 @@ Tuning", PRD 101 (2020) 091901, arXiv:1907.08209.
    respect to theta,
 
    .. math::
-      L(\\theta) = -\\sum_{\\rm data} \\log f(x, \\theta)
-                   - \\sum_{\\theta_0} \\log(1 - f(x, \\theta)),
+      L(\theta) = -\sum_{\rm data} \log f(x, \theta)
+                   - \sum_{\theta_0} \log(1 - f(x, \theta)),
 
    has its minimum at ``theta = theta_data``, since ``f(., theta_data)`` is then the
    optimal classifier of the two samples. The fit runs in the training engine

@@ -1,12 +1,13 @@
-"""Iterative Bayesian Unfolding (D'Agostini 1995; Richardson-Lucy), the binned reference
-for OmniFold (arXiv:1911.09107).
+r"""Iterative Bayesian Unfolding, the binned reference for OmniFold.
+
+D'Agostini (1995), Richardson-Lucy; compared with OmniFold in arXiv:1911.09107.
 
 With response ``R[E, C] = P(effect E | cause C)`` (column sums are the efficiencies
 ``eps_C``), data ``d_E`` and a current estimate ``n_C``, one iteration is
 
 .. math::
-   n_C \\leftarrow \\frac{1}{\\epsilon_C} \\sum_E d_E
-        \\frac{R_{EC}\\, n_C}{\\sum_{C'} R_{EC'}\\, n_{C'}},
+   n_C \leftarrow \frac{1}{\epsilon_C} \sum_E d_E
+        \frac{R_{EC}\, n_C}{\sum_{C'} R_{EC'}\, n_{C'}},
 
 starting from ``n^0 = (sum_E d_E) * prior``. Conventions follow ``pyunfold``
 (``iterative_unfold``): the prior sums to one (uniform by default) and iterations stop
@@ -51,8 +52,9 @@ def _statistic(kind: str, new: jax.Array, old: jax.Array) -> jax.Array:
         return jnp.max(jnp.abs(c1 - c2))
     if kind == "chi2":
         s = new + old
-        return jnp.sum(jnp.where(s > 0, (new - old) ** 2 / jnp.where(s > 0, s, 1.0), 0.0)) / (
-            new.shape[0]
+        return (
+            jnp.sum(jnp.where(s > 0, (new - old) ** 2 / jnp.where(s > 0, s, 1.0), 0.0))
+            / (new.shape[0])
         )
     s = jnp.maximum(new + old, 1.0)
     return jnp.max(jnp.abs(new - old) / s)
@@ -171,8 +173,10 @@ def response_matrix(
     if bool(jnp.any(ok & ((r < 0) | (r >= n_effects)))):
         raise ValueError(f"`reco_bins` of reconstructed events must lie in [0, {n_effects}).")
     truth = jnp.zeros(n_causes).at[g].add(w)
-    joint = jnp.zeros((n_effects, n_causes)).at[jnp.clip(r, 0, n_effects - 1), g].add(
-        jnp.where(ok, w, 0.0)
+    joint = (
+        jnp.zeros((n_effects, n_causes))
+        .at[jnp.clip(r, 0, n_effects - 1), g]
+        .add(jnp.where(ok, w, 0.0))
     )
     response = jnp.where(truth > 0, joint / jnp.where(truth > 0, truth, 1.0), 0.0)
     return response, jnp.sum(response, 0), truth

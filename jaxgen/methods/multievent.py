@@ -1,6 +1,7 @@
-"""Per-instance vs per-ensemble learning on Gaussians (Nachman & Thaler, "E Pluribus Unum
-Ex Machina: Learning from Many Collider Events at Once", PRD 103 (2021) 116013,
-arXiv:2101.07263).
+"""Per-instance vs per-ensemble learning on Gaussians.
+
+Nachman & Thaler, "E Pluribus Unum Ex Machina: Learning from Many Collider Events at
+Once", PRD 103 (2021) 116013, arXiv:2101.07263.
 
 Signal events are ``N(+mu, 1)``, background ``N(-mu, 1)``. For sets of ``N``
 independent events the optimal statistic is ``sum_i x_i``, so the optimal AUC is
@@ -145,9 +146,10 @@ def regression_study(
     )
     clf, _ = train_classifier(k_fit, x0, x1, config=config)
     sets = mu_true + jax.random.normal(k_test, (n_test_sets, set_size, 1))
-    est = maximum_likelihood_theta(
-        clf, sets, theta_low=[mu_low], theta_high=[mu_high], x_ref=x_ref[:ref_events] if ref_events else None
-    )[:, 0]
+    ref = x_ref[:ref_events] if ref_events else None
+    est = maximum_likelihood_theta(clf, sets, theta_low=[mu_low], theta_high=[mu_high], x_ref=ref)[
+        :, 0
+    ]
     means = jnp.mean(sets[..., 0], axis=-1)
     return {
         "set_size": int(set_size),

@@ -1,4 +1,4 @@
-"""OmniFold: unbinned, multi-dimensional unfolding by iterated classifier reweighting.
+r"""OmniFold: unbinned, multi-dimensional unfolding by iterated classifier reweighting.
 
 Andreassen, Komiske, Metodiev, Nachman, Thaler, "OmniFold: A Method to Simultaneously
 Unfold All Observables", PRL 124 (2020) 182001, arXiv:1911.09107.
@@ -7,11 +7,11 @@ Simulation provides pairs ``(gen_i, sim_i)`` with MC weights ``w_i``; data provi
 detector-level events. With ``nu_0 = 1``, iteration ``n`` does
 
 .. math::
-   \\omega_n(\\mathrm{sim}) = \\nu_{n-1}(\\mathrm{gen})\\,
-       \\frac{p_\\mathrm{data}(\\mathrm{sim})}{p_{\\nu_{n-1} w}(\\mathrm{sim})}
-   \\quad\\text{(step 1, pull)}, \\qquad
-   \\nu_n(\\mathrm{gen}) = \\frac{p_{\\omega_n w}(\\mathrm{gen})}{p_{w}(\\mathrm{gen})}
-   \\quad\\text{(step 2, push)},
+   \omega_n(\mathrm{sim}) = \nu_{n-1}(\mathrm{gen})\,
+       \frac{p_\mathrm{data}(\mathrm{sim})}{p_{\nu_{n-1} w}(\mathrm{sim})}
+   \quad\text{(step 1, pull)}, \qquad
+   \nu_n(\mathrm{gen}) = \frac{p_{\omega_n w}(\mathrm{gen})}{p_{w}(\mathrm{gen})}
+   \quad\text{(step 2, push)},
 
 each ratio learned by a classifier. The ratios are absolute (the classifier's
 normalised-density ratio times the ratio of the two classes' total weights), so the
@@ -35,7 +35,6 @@ import numpy as np
 
 from jaxgen._checks import check_positive
 from jaxgen.classifiers.classifier import (
-    DEFAULT_FIT_CONFIG,
     Classifier,
     as_events,
     as_numpy_mask,
@@ -337,7 +336,7 @@ def gaussian_ibu_moments(
     smearing: float,
     n_iterations: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Closed-form IBU (= OmniFold with perfect classifiers) for Gaussians.
+    r"""Closed-form IBU (= OmniFold with perfect classifiers) for Gaussians.
 
     Prior truth ``N(m_0, s_0^2)``, data truth ``N(mu_D, sigma_D^2)``, Gaussian smearing
     ``eps``. The IBU update ``p'(t) = p(t) int R(x|t) d(x)/q(x) dx`` keeps the truth
@@ -345,9 +344,9 @@ def gaussian_ibu_moments(
     ``g = s^2 / (s^2 + eps^2)``, averaging over ``x ~ N(mu_D, sigma_D^2 + eps^2)`` gives
 
     .. math::
-       m_{k+1} = m_k + g_k (\\mu_D - m_k), \\qquad
-       s^2_{k+1} = (1 - g_k) s_k^2 + g_k^2 (\\sigma_D^2 + \\epsilon^2)
-                 = s_k^2 + g_k^2 (\\sigma_D^2 - s_k^2).
+       m_{k+1} = m_k + g_k (\mu_D - m_k), \qquad
+       s^2_{k+1} = (1 - g_k) s_k^2 + g_k^2 (\sigma_D^2 + \epsilon^2)
+                 = s_k^2 + g_k^2 (\sigma_D^2 - s_k^2).
 
     Returns:
       ``(means, stds)``, each ``(n_iterations,)``, after iterations ``1..n``.

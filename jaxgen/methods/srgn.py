@@ -1,5 +1,4 @@
-r"""SRGN: Simulation-level fit based on Reweighting Generator-level events with Neural
-networks.
+r"""SRGN: Simulation-level fit based on Reweighting Generator-level events with NNs.
 
 Andreassen, Hsu, Nachman, Suaysom, Suresh, "Parameter estimation using neural networks
 in the presence of detector effects", PRD 103 (2021) 036001, arXiv:2010.03569.
@@ -175,9 +174,9 @@ def fit(
     """SRGN fit: minimise the detector-level AUC over theta (arXiv:2010.03569).
 
     A grid scan (``grid_size^p`` candidates in one vmapped training) picks the start;
-    scipy's Powell, bounded to one grid spacing around it, then minimises the AUC, one classifier training per
-    evaluation, with a fixed key (common random numbers) so the objective is a
-    deterministic function of theta.
+    scipy's Powell, bounded to one grid spacing around it, then minimises the AUC, one
+    classifier training per evaluation, with a fixed key (common random numbers) so the
+    objective is a deterministic function of theta.
 
     Args:
       key: PRNG key.

@@ -108,8 +108,10 @@ X = jnp.zeros((10, 2))
         ({"x0": X, "x1": X, "w1": -jnp.ones(10)}, "class-1 weights"),
         ({"x0": X.at[0, 0].set(jnp.inf), "x1": X}, "x0"),
         ({"x0": X, "x1": X, "member_weights": jnp.ones((2, 20))}, "ensemble_size"),
-        ({"x0": X, "x1": X, "ensemble_size": 2, "member_weights": jnp.ones((2, 5))},
-         "member_weights"),
+        (
+            {"x0": X, "x1": X, "ensemble_size": 2, "member_weights": jnp.ones((2, 5))},
+            "member_weights",
+        ),
     ],
 )
 def test_train_errors(kwargs, match):

@@ -19,8 +19,8 @@ from jaxgen.classifiers import (
     set_logits_from_instance,
     train_classifier,
 )
-from jaxgen.metrics.classification import auc
 from jaxgen.methods.multievent import analytic_auc, gaussian_sets
+from jaxgen.metrics.classification import auc
 from jaxgen.train import FitConfig
 
 
@@ -49,8 +49,12 @@ def test_set_logits_are_sums_of_instance_logits():
     sets = make_sets(x, 6)
     assert sets.shape == (10, 6, 2)
     per = classifier_logits(clf, x).reshape(10, 6)
-    np.testing.assert_allclose(np.asarray(set_logits_from_instance(clf, sets)),
-                               np.asarray(per.sum(-1)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(set_logits_from_instance(clf, sets)),
+        np.asarray(per.sum(-1)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_deep_sets_and_logit_sum_are_permutation_invariant():
@@ -58,13 +62,18 @@ def test_deep_sets_and_logit_sum_are_permutation_invariant():
     perm = sets[:, ::-1]
     for model in (deep_sets_classifier((8,), (8,)), LogitSum((8,))):
         clf = _init(model, sets)
-        np.testing.assert_allclose(np.asarray(classifier_logits(clf, sets)),
-                                   np.asarray(classifier_logits(clf, perm)), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(classifier_logits(clf, sets)),
+            np.asarray(classifier_logits(clf, perm)),
+            rtol=1e-5,
+            atol=1e-5,
+        )
     # The per-instance network read off a LogitSum sums to the set logit.
     clf = _init(LogitSum((8,)), sets)
     g = instance_logits_from_logit_sum(clf, sets.reshape(-1, 2)).reshape(4, 5)
-    np.testing.assert_allclose(np.asarray(g.sum(-1)), np.asarray(classifier_logits(clf, sets)),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(g.sum(-1)), np.asarray(classifier_logits(clf, sets)), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_multi_event_auc_reaches_analytic_optimum():
@@ -102,8 +111,7 @@ def test_maximum_likelihood_theta_equals_sample_mean_for_exact_ratio():
     clf = _exact_clf()
     sets = 0.3 + jax.random.normal(jax.random.PRNGKey(7), (50, 20, 1))
     est = maximum_likelihood_theta(clf, sets, theta_low=[-2.0], theta_high=[2.0])
-    np.testing.assert_allclose(np.asarray(est[:, 0]), np.asarray(sets[..., 0].mean(-1)),
-                               atol=2e-3)
+    np.testing.assert_allclose(np.asarray(est[:, 0]), np.asarray(sets[..., 0].mean(-1)), atol=2e-3)
     ref = jax.random.normal(jax.random.PRNGKey(8), (2000, 1))
     est_n = maximum_likelihood_theta(clf, sets[0], theta_low=[-2.0], theta_high=[2.0], x_ref=ref)
     assert est_n.shape == (1,)
@@ -114,10 +122,18 @@ def test_maximum_likelihood_theta_equals_sample_mean_for_exact_ratio():
     [
         (lambda: make_sets(jnp.zeros((3, 1)), 5), "fewer than"),
         (lambda: parametrized_inputs(jnp.zeros((3, 1)), jnp.zeros((2, 1))), "theta"),
-        (lambda: maximum_likelihood_theta(_exact_clf(), jnp.zeros((4, 1)), theta_low=[1.0],
-                                          theta_high=[0.0]), "theta_low"),
-        (lambda: maximum_likelihood_theta(_exact_clf(), jnp.zeros((4, 3)), theta_low=[0.0],
-                                          theta_high=[1.0]), "features"),
+        (
+            lambda: maximum_likelihood_theta(
+                _exact_clf(), jnp.zeros((4, 1)), theta_low=[1.0], theta_high=[0.0]
+            ),
+            "theta_low",
+        ),
+        (
+            lambda: maximum_likelihood_theta(
+                _exact_clf(), jnp.zeros((4, 3)), theta_low=[0.0], theta_high=[1.0]
+            ),
+            "features",
+        ),
         (lambda: instance_logits_from_logit_sum(_exact_clf(), jnp.zeros((2, 1))), "LogitSum"),
     ],
 )

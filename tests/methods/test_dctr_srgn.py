@@ -44,8 +44,15 @@ def test_dctr_trained_reweighting_moments():
         return theta + jax.random.normal(key, theta.shape)
 
     cfg = FitConfig(epochs=8, batch_size=500, schedule="cosine", clip_norm=None, progress=False)
-    clf = dctr.train(jax.random.PRNGKey(2), simulator, theta_ref=[0.0], theta_low=[-1.0],
-                     theta_high=[1.0], n=20_000, config=cfg)
+    clf = dctr.train(
+        jax.random.PRNGKey(2),
+        simulator,
+        theta_ref=[0.0],
+        theta_low=[-1.0],
+        theta_high=[1.0],
+        n=20_000,
+        config=cfg,
+    )
     from jaxgen.classifiers import reweight
 
     x = jax.random.normal(jax.random.PRNGKey(3), (20_000, 1))
@@ -62,11 +69,21 @@ def test_srgn_fit_with_exact_reweighter_recovers_mu():
     gen, gen_d = _samples(0.7, n, 4)
     sim = gen + 0.5 * jax.random.normal(jax.random.PRNGKey(5), gen.shape)
     sim_d = gen_d + 0.5 * jax.random.normal(jax.random.PRNGKey(6), gen.shape)
-    cfg = FitConfig(epochs=4, batch_size=500, schedule="constant", clip_norm=None,
-                    patience=3, progress=False)
-    res = srgn.fit(jax.random.PRNGKey(7), EXACT, gen_ref=gen, sim_ref=sim, data=sim_d,
-                   theta_low=[-2.0], theta_high=[2.0], grid_size=5, max_evaluations=8,
-                   config=cfg)
+    cfg = FitConfig(
+        epochs=4, batch_size=500, schedule="constant", clip_norm=None, patience=3, progress=False
+    )
+    res = srgn.fit(
+        jax.random.PRNGKey(7),
+        EXACT,
+        gen_ref=gen,
+        sim_ref=sim,
+        data=sim_d,
+        theta_low=[-2.0],
+        theta_high=[2.0],
+        grid_size=5,
+        max_evaluations=8,
+        config=cfg,
+    )
     assert res.scan_aucs.shape == (5,)
     # AUC scan: minimum near mu, large far away (AUC(-2) = Phi(2.7/(sqrt(2) 1.118)) = 0.96).
     assert res.scan_aucs[0] > 0.9
@@ -80,16 +97,41 @@ def test_srgn_fit_with_exact_reweighter_recovers_mu():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: dctr.fit_theta(jax.random.PRNGKey(0), EXACT, jnp.zeros((5, 2)), jnp.zeros((5, 2)),
-                                theta_init=[0.0]), "features"),
-        (lambda: dctr.loss_scan(EXACT, jnp.zeros((5, 1)), jnp.zeros((5, 1)),
-                                jnp.zeros((2, 2, 2))), "thetas"),
-        (lambda: srgn.fit(jax.random.PRNGKey(0), EXACT, gen_ref=jnp.zeros((5, 1)),
-                          sim_ref=jnp.zeros((5, 1)), data=jnp.zeros((5, 1)), theta_low=[1.0],
-                          theta_high=[0.0]), "theta_low"),
-        (lambda: srgn.auc_scan(jax.random.PRNGKey(0), EXACT, jnp.zeros((2, 1)),
-                               gen_ref=jnp.zeros((5, 1)), sim_ref=jnp.zeros((4, 1)),
-                               data=jnp.zeros((5, 1))), "same number"),
+        (
+            lambda: dctr.fit_theta(
+                jax.random.PRNGKey(0), EXACT, jnp.zeros((5, 2)), jnp.zeros((5, 2)), theta_init=[0.0]
+            ),
+            "features",
+        ),
+        (
+            lambda: dctr.loss_scan(
+                EXACT, jnp.zeros((5, 1)), jnp.zeros((5, 1)), jnp.zeros((2, 2, 2))
+            ),
+            "thetas",
+        ),
+        (
+            lambda: srgn.fit(
+                jax.random.PRNGKey(0),
+                EXACT,
+                gen_ref=jnp.zeros((5, 1)),
+                sim_ref=jnp.zeros((5, 1)),
+                data=jnp.zeros((5, 1)),
+                theta_low=[1.0],
+                theta_high=[0.0],
+            ),
+            "theta_low",
+        ),
+        (
+            lambda: srgn.auc_scan(
+                jax.random.PRNGKey(0),
+                EXACT,
+                jnp.zeros((2, 1)),
+                gen_ref=jnp.zeros((5, 1)),
+                sim_ref=jnp.zeros((4, 1)),
+                data=jnp.zeros((5, 1)),
+            ),
+            "same number",
+        ),
     ],
 )
 def test_errors(call, match):

@@ -11,15 +11,34 @@ from experiments import make_config, run_experiment
 from jaxgen.methods.multievent import analytic_auc
 
 TINY = {
-    "dctr_gaussian": {"n_train": 5000, "epochs": 2, "n_eval": 2000, "n_data": 2000,
-                      "fit_epochs": 3, "scan_points": 5},
-    "srgn_gaussian": {"n_reweighter": 4000, "reweighter_epochs": 2, "n_ref": 4000,
-                      "n_data": 4000, "grid_1d": 3, "fit_epochs": 1, "max_evaluations": 0,
-                      "run_2d": False},
+    "dctr_gaussian": {
+        "n_train": 5000,
+        "epochs": 2,
+        "n_eval": 2000,
+        "n_data": 2000,
+        "fit_epochs": 3,
+        "scan_points": 5,
+    },
+    "srgn_gaussian": {
+        "n_reweighter": 4000,
+        "reweighter_epochs": 2,
+        "n_ref": 4000,
+        "n_data": 4000,
+        "grid_1d": 3,
+        "fit_epochs": 1,
+        "max_evaluations": 0,
+        "run_2d": False,
+    },
     "omnifold_gaussian": {"n": 4000, "iterations": 1, "epochs": 1, "batch_size": 1000},
     "omnifold_multidim": {"n": 4000, "iterations": 1, "epochs": 1, "batch_size": 1000},
-    "multievent_gaussian": {"set_sizes": (1, 4), "n_train_events": 2000, "n_test_sets": 200,
-                            "epochs": 1, "reg_n_train": 2000, "reg_test_sets": 20},
+    "multievent_gaussian": {
+        "set_sizes": (1, 4),
+        "n_train_events": 2000,
+        "n_test_sets": 200,
+        "epochs": 1,
+        "reg_n_train": 2000,
+        "reg_test_sets": 20,
+    },
 }
 KEYS = {
     "dctr_gaussian": ["mu_fit", "reweighting", "loss_scan"],
@@ -54,5 +73,6 @@ def test_quick_presets_are_valid_configs():
 def test_analytic_multi_event_auc_table():
     # Phi(mu sqrt(2N)) values from the notes (arXiv:2101.07263 toy).
     got = [float(analytic_auc(0.1, n)) for n in (1, 2, 5, 10, 20, 50, 100)]
-    np.testing.assert_allclose(got, [0.5562, 0.5793, 0.6241, 0.6726, 0.7365, 0.8413, 0.9214],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        got, [0.5562, 0.5793, 0.6241, 0.6726, 0.7365, 0.8413, 0.9214], atol=1e-4
+    )

@@ -8,13 +8,20 @@ from jaxgen.methods.ibu import ibu, response_matrix
 def test_pyunfold_documentation_example():
     # pyunfold 0.5.0 docs: data [100, 150], R = [[.9, .1], [.1, .9]], eff [1, 1] stops
     # after 4 iterations (ks < 0.01) at [94.32086967, 155.67913033].
-    res = ibu(jnp.array([100.0, 150.0]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-              efficiencies=jnp.array([1.0, 1.0]))
+    res = ibu(
+        jnp.array([100.0, 150.0]),
+        jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        efficiencies=jnp.array([1.0, 1.0]),
+    )
     assert res.num_iterations == 4
     np.testing.assert_allclose(np.asarray(res.unfolded), [94.32086967, 155.67913033], rtol=1e-5)
     # Many iterations converge to the matrix inverse [93.75, 156.25].
-    far = ibu(jnp.array([100.0, 150.0]), jnp.array([[0.9, 0.1], [0.1, 0.9]]), max_iter=400,
-              ts_stopping=None)
+    far = ibu(
+        jnp.array([100.0, 150.0]),
+        jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        max_iter=400,
+        ts_stopping=None,
+    )
     np.testing.assert_allclose(np.asarray(far.unfolded), [93.75, 156.25], rtol=1e-3)
 
 
@@ -45,8 +52,10 @@ R = jnp.eye(2)
         ({"data": jnp.ones(2), "response": -R}, "non-negative"),
         ({"data": jnp.ones(2), "response": R, "prior": jnp.array([0.2, 0.2])}, "prior"),
         ({"data": jnp.ones(2), "response": R, "ts": "foo"}, "ts"),
-        ({"data": jnp.ones(2), "response": R, "efficiencies": jnp.array([1.5, 1.0])},
-         "efficiencies"),
+        (
+            {"data": jnp.ones(2), "response": R, "efficiencies": jnp.array([1.5, 1.0])},
+            "efficiencies",
+        ),
         ({"data": jnp.array([1.0, jnp.nan]), "response": R}, "NaN"),
     ],
 )

@@ -50,8 +50,9 @@ def test_triangular_discriminator():
 
 
 def test_weighted_histogram():
-    h = weighted_histogram(jnp.array([0.1, 0.6, 0.7]), jnp.array([0.0, 0.5, 1.0]),
-                           jnp.array([1.0, 2.0, -0.5]))
+    h = weighted_histogram(
+        jnp.array([0.1, 0.6, 0.7]), jnp.array([0.0, 0.5, 1.0]), jnp.array([1.0, 2.0, -0.5])
+    )
     np.testing.assert_allclose(np.asarray(h), [1.0, 1.5])
 
 
