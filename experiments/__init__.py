@@ -1,10 +1,6 @@
 """One small, config-driven experiment per paper; ``python -m experiments.reproduce`` runs all."""
 
-from experiments._framework import check
-from experiments._framework import discover
-from experiments._framework import main
-from experiments._framework import make_config
-from experiments._framework import run_experiment
+from experiments._framework import check, discover, main, make_config, run_experiment
 
 __all__ = [
     "check",

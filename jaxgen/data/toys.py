@@ -171,13 +171,19 @@ def sample_toy(name: str, key: jax.Array, n: int) -> jax.Array:
 # ---------------------------------------------------------------- conditional toys
 
 
-def rotated(key: jax.Array, n: int, base: str = "checkerboard") -> tuple[jax.Array, jax.Array]:
+def rotated(
+    key: jax.Array, n: int, base: str = "checkerboard", degrees: float | None = None
+) -> tuple[jax.Array, jax.Array]:
     """A toy rotated by an angle of 0..44 degrees; returns ``(x, c)`` with ``c = angle/45``.
 
-    As in the F4F ``RotatedData``: the rotated data are scaled by ``4/sqrt(32)``.
+    As in the F4F ``RotatedData``: the rotated data are scaled by ``4/sqrt(32)``. With
+    ``degrees`` given, every event uses that angle (samples of one condition).
     """
     k1, k2 = jax.random.split(key)
-    deg = jax.random.randint(k1, (n,), 0, 45).astype(jnp.float32)
+    if degrees is None:
+        deg = jax.random.randint(k1, (n,), 0, 45).astype(jnp.float32)
+    else:
+        deg = jnp.full((n,), degrees, jnp.float32)
     theta = jnp.deg2rad(deg)
     x = sample_toy(base, k2, n)
     c, s = jnp.cos(theta), jnp.sin(theta)

@@ -1,9 +1,7 @@
 """Networks: MLPs, residual MLPs and deep sets, as flax modules."""
 
 from jaxgen.nn.deepsets import DeepSets
-from jaxgen.nn.mlp import MLP
-from jaxgen.nn.mlp import ResidualMLP
-from jaxgen.nn.mlp import last_layer_kernel_init
+from jaxgen.nn.mlp import MLP, ResidualMLP, last_layer_kernel_init
 
 __all__ = [
     "DeepSets",

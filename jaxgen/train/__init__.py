@@ -1,13 +1,15 @@
 """The training engine: ``fit``, ``fit_ensemble`` and their configuration."""
 
-from jaxgen.train.config import FitConfig
-from jaxgen.train.config import make_optimizer
-from jaxgen.train.fit import FitResult
-from jaxgen.train.fit import LossFn
-from jaxgen.train.fit import TrainState
-from jaxgen.train.fit import fit
-from jaxgen.train.fit import fit_ensemble
-from jaxgen.train.fit import poisson_bootstrap_weights
+from jaxgen.train.config import FitConfig, make_optimizer
+from jaxgen.train.fit import (
+    FitResult,
+    LossFn,
+    TrainState,
+    fit,
+    fit_ensemble,
+    num_train_steps,
+    poisson_bootstrap_weights,
+)
 
 __all__ = [
     "FitConfig",
@@ -17,5 +19,6 @@ __all__ = [
     "fit",
     "fit_ensemble",
     "make_optimizer",
+    "num_train_steps",
     "poisson_bootstrap_weights",
 ]

@@ -4,7 +4,10 @@ An epoch is one jitted ``lax.scan`` over device-resident, pre-shuffled batches. 
 epochs Python only does bookkeeping: validation, early stopping with best-parameter
 restore, non-finite detection, checkpoints and the progress bar.
 
-The loss is per example: ``loss_fn(params, batch, key) -> (batch_size,)``. The engine
+The loss is per example: ``loss_fn(params, batch, key) -> (batch_size,)``. A loss that
+declares a ``step`` parameter also receives the global step (an int32 scalar) while
+training and ``None`` while evaluating the validation loss; that is how schedules such
+as an annealed penalty or alternating objectives are written. The engine
 forms the weighted mean ``mean_b(w_b * l_b)`` with event weights normalised to mean one
 over the training set, so weighted (even negatively weighted) samples need no special
 loss functions.
@@ -12,6 +15,7 @@ loss functions.
 
 from __future__ import annotations
 
+import inspect
 import json
 import pathlib
 import warnings
@@ -40,6 +44,7 @@ class TrainState(NamedTuple):
 
     params: Params
     opt_state: optax.OptState
+    last_good: Params  # the last parameters whose loss and gradient were finite
     active: jax.Array  # bool: still training (not stopped early, no non-finite loss)
     first_bad_step: jax.Array  # int32: global step of the first non-finite loss, or -1
     step: jax.Array  # int32: global step counter
@@ -106,7 +111,7 @@ class _Trainer:
     """Builds the jitted epoch and evaluation functions for one (possibly vmapped) model."""
 
     def __init__(self, loss_fn, optimizer, steps_per_epoch, batch_size, ensemble, sharding):
-        self.loss_fn = loss_fn
+        self.loss_fn = _with_step(loss_fn)
         self.optimizer = optimizer
         self.steps = steps_per_epoch
         self.batch_size = batch_size
@@ -118,8 +123,8 @@ class _Trainer:
         self.epoch = jax.jit(epoch, donate_argnums=(0,))
         self.evaluate = jax.jit(evaluate)
 
-    def _objective(self, params, batch, w, key):
-        losses = self.loss_fn(params, batch, key)
+    def _objective(self, params, batch, w, key, step):
+        losses = self.loss_fn(params, batch, key, step)
         return jnp.mean(w * losses)
 
     def _epoch(self, state: TrainState, data, weights, key):
@@ -135,15 +140,22 @@ class _Trainer:
             if self.sharding is not None:
                 batch = jax.lax.with_sharding_constraint(batch, self.sharding)
                 w = jax.lax.with_sharding_constraint(w, self.sharding)
-            loss, grads = jax.value_and_grad(self._objective)(st.params, batch, w, k)
+            loss, grads = jax.value_and_grad(self._objective)(
+                st.params, batch, w, k, st.step
+            )
             updates, new_opt = self.optimizer.update(grads, st.opt_state, st.params)
             new_params = optax.apply_updates(st.params, updates)
             finite = jnp.isfinite(loss) & _tree_finite(grads)
             take = st.active & finite
-            first_bad = jnp.where(st.active & ~finite, st.step, st.first_bad_step)
+            failed = st.active & ~finite
+            first_bad = jnp.where(failed, st.step, st.first_bad_step)
+            # On failure roll back to the last parameters verified finite: the current
+            # ones produced the non-finite loss.
+            kept = _where(failed, st.last_good, st.params)
             new_state = TrainState(
-                params=_where(take, new_params, st.params),
+                params=_where(take, new_params, kept),
                 opt_state=_where(take, new_opt, st.opt_state),
+                last_good=_where(take, st.params, st.last_good),
                 active=take,
                 first_bad_step=first_bad,
                 step=st.step + 1,
@@ -155,10 +167,30 @@ class _Trainer:
     def _evaluate(self, params, chunks, chunk_weights, key):
         def body(total, xs):
             batch, w = xs
-            return total + jnp.sum(w * self.loss_fn(params, batch, key)), None
+            return total + jnp.sum(w * self.loss_fn(params, batch, key, None)), None
 
         total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (chunks, chunk_weights))
         return total / jnp.sum(chunk_weights)
+
+
+def _with_step(loss_fn: LossFn):
+    """Normalises ``loss_fn`` to ``(params, batch, key, step)``."""
+    try:
+        takes_step = "step" in inspect.signature(loss_fn).parameters
+    except (TypeError, ValueError):
+        takes_step = False
+    if takes_step:
+        return lambda p, b, k, step: loss_fn(p, b, k, step=step)
+    return lambda p, b, k, step: loss_fn(p, b, k)
+
+
+def num_train_steps(n: int, config: FitConfig, *, has_val_data: bool = False) -> int:
+    """Total optimisation steps ``fit`` takes on ``n`` events (without early stopping).
+
+    Useful for step schedules inside a loss (see the module docstring).
+    """
+    n_val = 0 if has_val_data or config.val_fraction == 0 else int(round(n * config.val_fraction))
+    return config.epochs * ((n - n_val) // config.batch_size)
 
 
 def _split_validation(data, weights, val_fraction, key):
@@ -281,7 +313,7 @@ def _run(
     # Validate the loss once, eagerly, on one batch's shapes.
     batch0 = _take(data, jnp.arange(config.batch_size))
     p0 = jax.tree_util.tree_map(lambda a: a[0], params) if ensemble else params
-    out = jax.eval_shape(loss_fn, p0, batch0, key)
+    out = jax.eval_shape(_with_step(loss_fn), p0, batch0, key, jnp.zeros((), jnp.int32))
     if out.shape != (config.batch_size,):
         raise ValueError(
             f"`loss_fn` must return per-example losses of shape ({config.batch_size},); "
@@ -296,6 +328,7 @@ def _run(
     state = TrainState(
         params=copy(params),
         opt_state=init_opt(copy(params)),
+        last_good=copy(params),
         active=jnp.ones(member_shape, bool),
         first_bad_step=jnp.full(member_shape, -1, jnp.int32),
         step=jnp.zeros(member_shape, jnp.int32),

@@ -1,0 +1,124 @@
+"""The experiment framework: configs, CLI parsing, run directories, registry, runner."""
+
+import dataclasses
+import json
+import types
+
+import pytest
+
+import experiments
+from experiments import _framework as fw
+from experiments import reproduce
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    n: int = 10
+    rate: float = 0.5
+    name: str = "a"
+    flag: bool = False
+    sizes: tuple[int, ...] = (1, 2)
+    limit: float | None = None
+
+    def __post_init__(self):
+        if self.n <= 0:
+            raise ValueError(f"`n` must be > 0; got {self.n}.")
+
+
+def _module():
+    mod = types.ModuleType("experiments.fake")
+    mod.__doc__ = "A fake experiment.\n\nClaim: nothing."
+    mod.Config = Config
+    mod.QUICK = {"n": 2}
+    mod.__file__ = "experiments/fake.py"
+
+    def run(config, workdir=None):
+        return {"value": config.n * config.rate,
+                "checks": [experiments.check("value is positive", config.n * config.rate,
+                                             config.n * config.rate > 0)]}
+
+    mod.run = run
+    return mod
+
+
+def test_parse_args_types_quick_and_overrides():
+    cfg, out = fw.parse_args(_module(), ["--quick", "--rate=0.25", "--flag=true",
+                                         "--sizes=3,4,5", "--limit=none", "--name=b"])
+    assert cfg == Config(n=2, rate=0.25, name="b", flag=True, sizes=(3, 4, 5), limit=None)
+    assert out is None
+    cfg, out = fw.parse_args(_module(), ["--limit=1.5", "--out=/tmp/x"])
+    assert cfg.limit == 1.5 and str(out) == "/tmp/x"
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--epochs=3"], "unknown config key 'epochs'"),
+        (["--n=abc"], "`n` expects int"),
+        (["--flag=maybe"], "boolean"),
+        (["--n=-1"], "`n` must be > 0"),
+        (["positional"], "arguments are"),
+    ],
+)
+def test_parse_args_rejects_bad_input(argv, match):
+    with pytest.raises(ValueError, match=match):
+        fw.parse_args(_module(), argv)
+
+
+def test_make_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown config key"):
+        fw.make_config(Config, {"bogus": 1})
+
+
+def test_help_lists_every_field():
+    text = fw.help_text(_module())
+    for f in dataclasses.fields(Config):
+        assert f"--{f.name}" in text
+    assert "--quick: 2" in text and "Claim: nothing." in text
+
+
+def test_run_experiment_writes_config_and_metrics(tmp_path):
+    metrics, workdir = fw.run_experiment(_module(), Config(), tmp_path / "run")
+    assert json.loads((workdir / "config.json").read_text())["sizes"] == [1, 2]
+    saved = json.loads((workdir / "metrics.json").read_text())
+    assert saved["value"] == 5.0 and saved["checks"][0]["passed"] is True
+    assert "seconds" in saved
+    table = fw.format_checks("fake", metrics["checks"])
+    assert "PASS" in table and "value is positive" in table
+    assert not list(workdir.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_main_returns_nonzero_on_bad_arguments(capsys):
+    assert fw.main("experiments.density2d", ["--bogus=1"]) == 2
+    assert "unknown config key" in capsys.readouterr().err
+
+
+def test_discover_finds_registered_experiments():
+    names = experiments.discover()
+    assert {"density2d", "flows4flows"} <= set(names)
+    assert "reproduce" not in names
+
+
+def test_reproduce_writes_summary(tmp_path, monkeypatch):
+    monkeypatch.setattr(fw, "RUNS_DIR", tmp_path)
+    monkeypatch.setattr(reproduce, "new_run_dir", lambda name: fw.new_run_dir(name, tmp_path))
+    mod = _module()
+    monkeypatch.setitem(__import__("sys").modules, "experiments.fake", mod)
+    rows, root = reproduce.reproduce(["fake"])
+    assert rows[0]["experiment"] == "fake" and rows[0]["passed"]
+    summary = (tmp_path / "reproduce").glob("*/summary.md")
+    text = next(summary).read_text()
+    assert "| fake | value is positive | 1 | PASS |" in text
+
+
+def test_reproduce_reports_a_crashing_experiment(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "new_run_dir", lambda name: fw.new_run_dir(name, tmp_path))
+    mod = _module()
+
+    def broken(config, workdir=None):
+        raise RuntimeError("boom")
+
+    mod.run = broken
+    monkeypatch.setitem(__import__("sys").modules, "experiments.fake", mod)
+    rows, _ = reproduce.reproduce(["fake"])
+    assert rows[0]["passed"] is False and "boom" in rows[0]["measured"]
