@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import check, main
+from experiments import check
+from experiments import main
 from jaxgen.classifiers import reweight
 from jaxgen.methods import dctr
 from jaxgen.metrics.classification import effective_sample_size

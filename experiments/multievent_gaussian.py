@@ -23,7 +23,8 @@ import dataclasses
 import jax
 import numpy as np
 
-from experiments import check, main
+from experiments import check
+from experiments import main
 from jaxgen.methods import multievent as me
 from jaxgen.train import FitConfig
 

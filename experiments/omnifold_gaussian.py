@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import check, main
+from experiments import check
+from experiments import main
 from jaxgen.methods import ibu as ibu_mod
 from jaxgen.methods import omnifold as of
 from jaxgen.train import FitConfig

@@ -26,8 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import check, main
-from jaxgen.methods import dctr, srgn
+from experiments import check
+from experiments import main
+from jaxgen.methods import dctr
+from jaxgen.methods import srgn
 from jaxgen.train import FitConfig
 
 

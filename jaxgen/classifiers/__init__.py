@@ -4,7 +4,6 @@ References: Andreassen & Nachman, arXiv:1907.08209 (DCTR); Nachman & Thaler,
 arXiv:2101.07263 (multi-event classifiers).
 """
 
-# ruff: noqa: I001 (one re-export per line, as in the other subpackages)
 from jaxgen.classifiers.classifier import DEFAULT_FIT_CONFIG
 from jaxgen.classifiers.classifier import Classifier
 from jaxgen.classifiers.classifier import bce_with_logits

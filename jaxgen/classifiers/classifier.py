@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -26,9 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen._checks import check_array, check_positive
+from jaxgen._checks import check_array
+from jaxgen._checks import check_positive
 from jaxgen.nn import MLP
-from jaxgen.train import FitConfig, FitResult, fit, fit_ensemble, make_optimizer
+from jaxgen.train import FitConfig
+from jaxgen.train import FitResult
+from jaxgen.train import fit
+from jaxgen.train import fit_ensemble
+from jaxgen.train import make_optimizer
 
 Params = Any
 

@@ -21,9 +21,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen._checks import check_array, check_positive
-from jaxgen.classifiers.classifier import Classifier, as_events, classifier_logits
-from jaxgen.nn import MLP, DeepSets
+from jaxgen._checks import check_array
+from jaxgen._checks import check_positive
+from jaxgen.classifiers.classifier import Classifier
+from jaxgen.classifiers.classifier import as_events
+from jaxgen.classifiers.classifier import classifier_logits
+from jaxgen.nn import MLP
+from jaxgen.nn import DeepSets
 
 
 def make_sets(x: jax.typing.ArrayLike, set_size: int) -> jax.Array:

@@ -21,13 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen._checks import check_array, check_positive
-from jaxgen.classifiers.classifier import (
-    Classifier,
-    as_events,
-    classifier_logits,
-    likelihood_ratio_weights,
-)
+from jaxgen._checks import check_array
+from jaxgen._checks import check_positive
+from jaxgen.classifiers.classifier import Classifier
+from jaxgen.classifiers.classifier import as_events
+from jaxgen.classifiers.classifier import classifier_logits
+from jaxgen.classifiers.classifier import likelihood_ratio_weights
 
 #: ``simulator(key, theta) -> x``: ``theta`` is ``(n, p)``, ``x`` is ``(n, d)``.
 Simulator = Callable[[jax.Array, jax.Array], jax.Array]

@@ -31,19 +31,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen._checks import check_array
-from jaxgen.classifiers.classifier import (
-    DEFAULT_FIT_CONFIG,
-    Classifier,
-    as_events,
-    bce_with_logits,
-    class_balance_weights,
-    train_classifier,
-)
-from jaxgen.classifiers.parametrized import (
-    Simulator,
-    parametrized_training_data,
-)
-from jaxgen.train import FitConfig, fit
+from jaxgen.classifiers.classifier import DEFAULT_FIT_CONFIG
+from jaxgen.classifiers.classifier import Classifier
+from jaxgen.classifiers.classifier import as_events
+from jaxgen.classifiers.classifier import bce_with_logits
+from jaxgen.classifiers.classifier import class_balance_weights
+from jaxgen.classifiers.classifier import train_classifier
+from jaxgen.classifiers.parametrized import Simulator
+from jaxgen.classifiers.parametrized import parametrized_training_data
+from jaxgen.train import FitConfig
+from jaxgen.train import fit
 
 #: Settings of the DCTR fit: Adam on theta alone; the cosine decay lets theta settle.
 FIT_THETA_CONFIG = FitConfig(

@@ -23,7 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen._checks import check_array, check_in, check_positive
+from jaxgen._checks import check_array
+from jaxgen._checks import check_in
+from jaxgen._checks import check_positive
 
 TEST_STATISTICS = ("ks", "chi2", "rmd")
 

@@ -22,13 +22,13 @@ import numpy as np
 from jax.scipy.stats import norm
 
 from jaxgen._checks import check_positive
-from jaxgen.classifiers.classifier import (
-    DEFAULT_FIT_CONFIG,
-    classifier_logits,
-    train_classifier,
-)
-from jaxgen.classifiers.multievent import deep_sets_classifier, set_logits_from_instance
-from jaxgen.classifiers.parametrized import maximum_likelihood_theta, parametrized_training_data
+from jaxgen.classifiers.classifier import DEFAULT_FIT_CONFIG
+from jaxgen.classifiers.classifier import classifier_logits
+from jaxgen.classifiers.classifier import train_classifier
+from jaxgen.classifiers.multievent import deep_sets_classifier
+from jaxgen.classifiers.multievent import set_logits_from_instance
+from jaxgen.classifiers.parametrized import maximum_likelihood_theta
+from jaxgen.classifiers.parametrized import parametrized_training_data
 from jaxgen.metrics.classification import auc
 from jaxgen.train import FitConfig
 

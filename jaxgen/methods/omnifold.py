@@ -25,8 +25,10 @@ iteration is one iteration of Iterative Bayesian Unfolding (``jaxgen.methods.ibu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -34,15 +36,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen._checks import check_positive
-from jaxgen.classifiers.classifier import (
-    Classifier,
-    as_events,
-    as_numpy_mask,
-    classifier_logits,
-    mlp_classifier,
-    train_classifier,
-)
-from jaxgen.train import FitConfig, poisson_bootstrap_weights
+from jaxgen.classifiers.classifier import Classifier
+from jaxgen.classifiers.classifier import as_events
+from jaxgen.classifiers.classifier import as_numpy_mask
+from jaxgen.classifiers.classifier import classifier_logits
+from jaxgen.classifiers.classifier import mlp_classifier
+from jaxgen.classifiers.classifier import train_classifier
+from jaxgen.train import FitConfig
+from jaxgen.train import poisson_bootstrap_weights
 
 #: Training settings of the OmniFold Gaussian example (ANCHORS.md): Adam 1e-3, batch
 #: 10000, at most 20 epochs, patience 10, 80/20 split.

@@ -29,14 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from jaxgen._checks import check_array, check_positive
-from jaxgen.classifiers.classifier import (
-    Classifier,
-    as_events,
-    classifier_logits,
-    mlp_classifier,
-    train_classifier,
-)
+from jaxgen._checks import check_array
+from jaxgen._checks import check_positive
+from jaxgen.classifiers.classifier import Classifier
+from jaxgen.classifiers.classifier import as_events
+from jaxgen.classifiers.classifier import classifier_logits
+from jaxgen.classifiers.classifier import mlp_classifier
+from jaxgen.classifiers.classifier import train_classifier
 from jaxgen.classifiers.parametrized import parametrized_inputs
 from jaxgen.metrics.classification import _roc
 from jaxgen.train import FitConfig

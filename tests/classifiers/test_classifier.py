@@ -3,15 +3,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.classifiers import (
-    class_balance_weights,
-    classifier_logits,
-    effective_sample_size,
-    ensemble_weights,
-    likelihood_ratio_weights,
-    train_classifier,
-)
-from jaxgen.train import FitConfig, poisson_bootstrap_weights
+from jaxgen.classifiers import class_balance_weights
+from jaxgen.classifiers import classifier_logits
+from jaxgen.classifiers import effective_sample_size
+from jaxgen.classifiers import ensemble_weights
+from jaxgen.classifiers import likelihood_ratio_weights
+from jaxgen.classifiers import train_classifier
+from jaxgen.train import FitConfig
+from jaxgen.train import poisson_bootstrap_weights
 
 CFG = FitConfig(epochs=10, batch_size=500, schedule="cosine", clip_norm=None, progress=False)
 N = 20_000

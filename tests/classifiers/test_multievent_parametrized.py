@@ -4,22 +4,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.classifiers import (
-    Classifier,
-    LogitSum,
-    classifier_logits,
-    deep_sets_classifier,
-    instance_logits_from_logit_sum,
-    make_sets,
-    maximum_likelihood_theta,
-    mlp_classifier,
-    parametrized_inputs,
-    parametrized_logits,
-    reweight,
-    set_logits_from_instance,
-    train_classifier,
-)
-from jaxgen.methods.multievent import analytic_auc, gaussian_sets
+from jaxgen.classifiers import Classifier
+from jaxgen.classifiers import LogitSum
+from jaxgen.classifiers import classifier_logits
+from jaxgen.classifiers import deep_sets_classifier
+from jaxgen.classifiers import instance_logits_from_logit_sum
+from jaxgen.classifiers import make_sets
+from jaxgen.classifiers import maximum_likelihood_theta
+from jaxgen.classifiers import mlp_classifier
+from jaxgen.classifiers import parametrized_inputs
+from jaxgen.classifiers import parametrized_logits
+from jaxgen.classifiers import reweight
+from jaxgen.classifiers import set_logits_from_instance
+from jaxgen.classifiers import train_classifier
+from jaxgen.methods.multievent import analytic_auc
+from jaxgen.methods.multievent import gaussian_sets
 from jaxgen.metrics.classification import auc
 from jaxgen.train import FitConfig
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from jaxgen.classifiers import Classifier
-from jaxgen.methods import dctr, srgn
+from jaxgen.methods import dctr
+from jaxgen.methods import srgn
 from jaxgen.train import FitConfig
 
 

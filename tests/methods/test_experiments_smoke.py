@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from experiments import make_config, run_experiment
+from experiments import make_config
+from experiments import run_experiment
 from jaxgen.methods.multievent import analytic_auc
 
 TINY = {

@@ -2,7 +2,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.methods.ibu import ibu, response_matrix
+from jaxgen.methods.ibu import ibu
+from jaxgen.methods.ibu import response_matrix
 
 
 def test_pyunfold_documentation_example():

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from jaxgen.methods import omnifold as of
-from jaxgen.methods.ibu import ibu, response_matrix
+from jaxgen.methods.ibu import ibu
+from jaxgen.methods.ibu import response_matrix
 from jaxgen.train import FitConfig
 
 EDGES = np.linspace(-4, 4, 21)

@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from jaxgen.metrics.classification import auc, effective_sample_size, roc_curve, sic
-from jaxgen.metrics.histograms import triangular_discriminator, weighted_histogram
+from jaxgen.metrics.classification import auc
+from jaxgen.metrics.classification import effective_sample_size
+from jaxgen.metrics.classification import roc_curve
+from jaxgen.metrics.classification import sic
+from jaxgen.metrics.histograms import triangular_discriminator
+from jaxgen.metrics.histograms import weighted_histogram
 
 
 @pytest.mark.parametrize("ties", [False, True])
