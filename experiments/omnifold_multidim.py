@@ -1,0 +1,229 @@
+"""OmniFold on six correlated "jet substructure" observables, against per-observable IBU.
+
+Paper: Andreassen, Komiske, Metodiev, Nachman, Thaler, "OmniFold: A Method to
+Simultaneously Unfold All Observables", PRL 124 (2020) 182001, arXiv:1911.09107.
+
+The paper unfolds six jet observables (mass m, constituent multiplicity M, width w,
+tau21, ln rho, z_g) of Z+jet events simulated with Pythia ("synthetic") onto Herwig
+("natural"), and reports the triangular discriminator x 1e3 between unfolded and true
+histograms: MultiFold (OmniFold on the six observables) is best or comparable to IBU
+on all six. This experiment uses a synthetic stand-in (no event generators here): the
+six observables are built from three correlated latent variables, "natural" shifts and
+rescales the latents, and the detector smears each observable with its own response
+(mass scale and resolution, multiplicity loss, acceptance falling at low mass).
+
+Claim checked: OmniFold moves every observable toward the truth (Delta below the
+generation's) and its average Delta over the six is no worse than 1.5x per-observable
+IBU's with the same iterations.
+
+Command: ``python -m experiments.omnifold_multidim [--quick]``.
+Expected (quick, 2 cores, ~40 s): Delta x 1e3 of OmniFold below the generation's for
+all six; the per-observable table is in ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import check
+from experiments import main
+from jaxgen.classifiers import mlp_classifier
+from jaxgen.methods import ibu as ibu_mod
+from jaxgen.methods import omnifold as of
+from jaxgen.metrics.histograms import triangular_discriminator
+from jaxgen.train import FitConfig
+
+OBSERVABLES = ("mass", "multiplicity", "width", "tau21", "ln_rho", "z_g")
+RANGES = {
+    "mass": (0, 120),
+    "multiplicity": (0, 70),
+    "width": (0, 0.5),
+    "tau21": (0, 1),
+    "ln_rho": (-12, -2),
+    "z_g": (0.1, 0.5),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Six-observable example; network and training follow the Gaussian example."""
+
+    seed: int = 0
+    n: int = 200_000
+    iterations: int = 4
+    hidden: tuple[int, ...] = (50, 50, 50)
+    epochs: int = 20
+    batch_size: int = 10_000
+    patience: int = 10
+    bins: int = 30
+
+    def __post_init__(self):
+        for name in ("n", "iterations", "epochs", "batch_size", "patience", "bins"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)!r}.")
+
+
+QUICK = {"n": 30_000, "iterations": 3, "epochs": 10, "batch_size": 1000}
+
+
+def generate(key, n, natural):
+    """Generator-level observables ``(n, 6)`` of the "synthetic" or "natural" sample."""
+    k = jax.random.split(key, 6)
+    cov = jnp.array([[1.0, 0.5, -0.3], [0.5, 1.0, 0.2], [-0.3, 0.2, 1.0]])
+    z = jax.random.normal(k[0], (n, 3)) @ jnp.linalg.cholesky(cov).T
+    if natural:
+        z = jnp.array([0.3, -0.25, 0.2]) + 0.9 * z
+    mass = 12.0 + 18.0 * jnp.exp(0.45 * z[:, 0])
+    mult = jnp.round(
+        jnp.maximum(2.0, 24 + 7 * z[:, 1] + 0.15 * (mass - 30) + 2 * jax.random.normal(k[1], (n,)))
+    )
+    width = 0.45 * jax.nn.sigmoid(
+        -1.2 + 0.5 * z[:, 0] + 0.6 * z[:, 1] + 0.3 * jax.random.normal(k[2], (n,))
+    )
+    tau21 = jax.nn.sigmoid(
+        0.3 + 0.7 * z[:, 2] - 0.3 * z[:, 0] + 0.3 * jax.random.normal(k[3], (n,))
+    )
+    groom = jax.nn.sigmoid(1.0 + 0.8 * z[:, 2] + 0.5 * jax.random.normal(k[4], (n,)))
+    ln_rho = 2 * jnp.log(mass * groom / 500.0)
+    z_g = 0.1 + 0.4 * jax.nn.sigmoid(
+        -1.0 + 0.8 * z[:, 2] - 0.4 * z[:, 1] + 0.6 * jax.random.normal(k[5], (n,))
+    )
+    return jnp.stack([mass, mult, width, tau21, ln_rho, z_g], -1)
+
+
+def detector(key, gen):
+    """Detector response: per-observable smearing and a mass-dependent acceptance."""
+    n = gen.shape[0]
+    k = jax.random.split(key, 8)
+    mass = gen[:, 0] * (0.95 + 0.06 * jax.random.normal(k[0], (n,))) + 1.5 * jax.random.normal(
+        k[1], (n,)
+    )
+    mult = jnp.round(
+        jnp.maximum(
+            1.0, 0.85 * gen[:, 1] + 0.5 * jnp.sqrt(gen[:, 1]) * jax.random.normal(k[2], (n,))
+        )
+    )
+    width = gen[:, 2] + 0.02 * jax.random.normal(k[3], (n,))
+    tau21 = gen[:, 3] + 0.06 * jax.random.normal(k[4], (n,))
+    ln_rho = gen[:, 4] + 0.35 * jax.random.normal(k[5], (n,))
+    z_g = jnp.clip(gen[:, 5] + 0.03 * jax.random.normal(k[6], (n,)), 0.1, 0.5)
+    sim = jnp.stack([mass, mult, width, tau21, ln_rho, z_g], -1)
+    accept = jax.random.uniform(k[7], (n,)) < jax.nn.sigmoid((gen[:, 0] - 16.0) / 3.0)
+    return sim, accept
+
+
+def run(config: Config, workdir=None) -> dict:
+    """Unfolds the six observables with OmniFold and per-observable IBU."""
+    k = jax.random.split(jax.random.PRNGKey(config.seed), 5)
+    gen = generate(k[0], config.n, natural=False)
+    sim, pass_reco = detector(k[1], gen)
+    truth = generate(k[2], config.n, natural=True)
+    data_all, data_pass = detector(k[3], truth)
+    data = data_all[np.asarray(data_pass)]
+    sim = jnp.where(pass_reco[:, None], sim, 0.0)
+    fit_cfg = FitConfig(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=1e-3,
+        schedule="constant",
+        clip_norm=None,
+        patience=config.patience,
+        progress=False,
+    )
+    est = of.classifier_ratio(model=mlp_classifier(config.hidden), config=fit_cfg)
+    res = of.omnifold(
+        k[4],
+        gen=gen,
+        sim=sim,
+        data=data,
+        pass_reco=pass_reco,
+        n_iterations=config.iterations,
+        step1=est,
+        step2=est,
+    )
+    nu = np.asarray(res.push_weights[-1, 0])
+    table = {}
+    hists = {}
+    for j, name in enumerate(OBSERVABLES):
+        edges = np.linspace(*RANGES[name], config.bins + 1)
+        if name == "multiplicity":
+            edges = np.arange(RANGES[name][0], RANGES[name][1] + 1, 2) - 0.5
+        nb = edges.size - 1
+        g = np.asarray(gen[:, j])
+        t_h = np.histogram(np.asarray(truth[:, j]), edges)[0].astype(float)
+        gen_h = np.histogram(g, edges)[0].astype(float)
+        of_h = np.histogram(g, edges, weights=nu)[0]
+        gb = np.clip(np.digitize(g, edges) - 1, 0, nb - 1)
+        rb = np.clip(np.digitize(np.asarray(sim[:, j]), edges) - 1, 0, nb - 1)
+        resp, eff, mc_truth = ibu_mod.response_matrix(gb, rb, nb, nb, pass_reco=pass_reco)
+        d_h = np.histogram(np.asarray(data[:, j]), edges)[0].astype(float)
+        prior = np.asarray(mc_truth) / float(np.sum(mc_truth))
+        ibu_h = np.asarray(
+            ibu_mod.ibu(
+                d_h,
+                resp,
+                efficiencies=eff,
+                prior=prior,
+                max_iter=config.iterations,
+                ts_stopping=None,
+            ).unfolded
+        )
+        table[name] = {
+            "generation": 1e3 * float(triangular_discriminator(gen_h, t_h)),
+            "ibu": 1e3 * float(triangular_discriminator(np.clip(ibu_h, 0, None), t_h)),
+            "omnifold": 1e3 * float(triangular_discriminator(of_h, t_h)),
+        }
+        hists[name] = (edges, t_h, gen_h, ibu_h, of_h)
+    d_of = np.array([table[n]["omnifold"] for n in OBSERVABLES])
+    d_gen = np.array([table[n]["generation"] for n in OBSERVABLES])
+    d_ibu = np.array([table[n]["ibu"] for n in OBSERVABLES])
+    checks = [
+        check(
+            "OmniFold Delta x1e3 below the generation's for all six observables",
+            f"{int(np.sum(d_of < d_gen))}/6",
+            bool(np.all(d_of < d_gen)),
+        ),
+        check(
+            "OmniFold mean Delta x1e3 over six observables <= 1.5 x per-observable IBU's",
+            f"{d_of.mean():.2f} vs {d_ibu.mean():.2f}",
+            bool(d_of.mean() <= 1.5 * d_ibu.mean()),
+        ),
+    ]
+    if workdir is not None:
+        _plot(workdir, hists, table)
+    return {
+        "triangular_x1e3": table,
+        "acceptance_mc": float(jnp.mean(pass_reco)),
+        "n_data": int(data.shape[0]),
+        "checks": checks,
+    }
+
+
+def _plot(workdir, hists, table):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    for ax, name in zip(axes.ravel(), OBSERVABLES, strict=True):
+        edges, t_h, gen_h, ibu_h, of_h = hists[name]
+        c = 0.5 * (edges[1:] + edges[:-1])
+        norm = lambda h: h / h.sum()  # noqa: E731
+        ax.fill_between(c, norm(t_h), step="mid", alpha=0.3, label="truth (natural)")
+        ax.step(c, norm(gen_h), where="mid", color="gray", label="generation (synthetic)")
+        ax.plot(c, norm(ibu_h), "s", ms=3, label=f"IBU ({table[name]['ibu']:.1f})")
+        ax.plot(c, norm(of_h), "o", ms=3, label=f"OmniFold ({table[name]['omnifold']:.1f})")
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(workdir / "omnifold_multidim.png", dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(__name__))

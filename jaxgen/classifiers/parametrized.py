@@ -1,0 +1,241 @@
+"""Parametrised classifiers ``f(x, theta)``: reweighting and maximum-likelihood fits.
+
+Reweighting to any theta, and parameter estimation by maximum likelihood with the
+classifier frozen.
+
+A classifier trained between ``(x ~ p(x|theta_ref), theta)`` (label 0) and
+``(x ~ p(x|theta), theta)`` (label 1), with ``theta`` drawn from a prior range and
+attached to both classes, learns ``exp(logit(x, theta)) = p(x|theta) / p(x|theta_ref)``
+for every theta at once (DCTR, Andreassen & Nachman, arXiv:1907.08209). Summing these
+logits over events is the log-likelihood ratio, which is maximised over theta for
+regression as parametrised classification (Nachman & Thaler, arXiv:2101.07263).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxgen._checks import check_array
+from jaxgen._checks import check_positive
+from jaxgen.classifiers.classifier import Classifier
+from jaxgen.classifiers.classifier import as_events
+from jaxgen.classifiers.classifier import classifier_logits
+from jaxgen.classifiers.classifier import likelihood_ratio_weights
+
+#: ``simulator(key, theta) -> x``: ``theta`` is ``(n, p)``, ``x`` is ``(n, d)``.
+Simulator = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _as_bounds(theta_low, theta_high) -> tuple[jax.Array, jax.Array]:
+    lo = jnp.atleast_1d(jnp.asarray(theta_low, jnp.float32))
+    hi = jnp.atleast_1d(jnp.asarray(theta_high, jnp.float32))
+    check_array("theta_low", lo, ndim=1)
+    check_array("theta_high", hi, ndim=1)
+    if lo.shape != hi.shape or not bool(jnp.all(hi > lo)):
+        raise ValueError(
+            f"`theta_low` and `theta_high` must have equal shapes with low < high; got "
+            f"{np.asarray(lo).tolist()} and {np.asarray(hi).tolist()}."
+        )
+    return lo, hi
+
+
+def parametrized_inputs(x: jax.typing.ArrayLike, theta: jax.typing.ArrayLike) -> jax.Array:
+    """Appends the parameters to every event: ``(n, d), (p,) or (n, p) -> (n, d + p)``."""
+    x = as_events("x", x)
+    check_array("x", x, ndim=2)
+    theta = jnp.atleast_1d(jnp.asarray(theta, jnp.float32))
+    check_array("theta", theta, ndim=(1, 2))
+    if theta.ndim == 2 and theta.shape[0] != x.shape[0]:
+        raise ValueError(f"`theta` must be (p,) or ({x.shape[0]}, p); got {theta.shape}.")
+    theta = jnp.broadcast_to(theta, (x.shape[0], theta.shape[-1]))
+    return jnp.concatenate([x, theta], axis=-1)
+
+
+def parametrized_training_data(
+    key: jax.Array,
+    simulator: Simulator,
+    *,
+    theta_ref: jax.typing.ArrayLike,
+    theta_low: jax.typing.ArrayLike,
+    theta_high: jax.typing.ArrayLike,
+    n: int,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Training samples of a parametrised classifier (arXiv:1907.08209).
+
+    ``theta ~ U[theta_low, theta_high]`` is drawn once per event pair and attached to a
+    reference event ``x ~ p(x|theta_ref)`` (class 0) and to ``x ~ p(x|theta)`` (class 1),
+    so the classifier cannot separate the classes by theta alone.
+
+    Args:
+      key: PRNG key.
+      simulator: ``simulator(key, theta (n, p)) -> x (n, d)``.
+      theta_ref: ``(p,)`` reference parameters.
+      theta_low: ``(p,)`` lower edge of the prior box.
+      theta_high: ``(p,)`` upper edge.
+      n: events per class.
+
+    Returns:
+      ``(x0, x1, x_ref, theta)``: class-0 and class-1 inputs ``(n, d + p)``, the
+      reference events ``(n, d)`` and the drawn parameters ``(n, p)``.
+    """
+    check_positive("n", n)
+    lo, hi = _as_bounds(theta_low, theta_high)
+    ref = jnp.broadcast_to(jnp.atleast_1d(jnp.asarray(theta_ref, jnp.float32)), lo.shape)
+    k_theta, k_ref, k_x = jax.random.split(key, 3)
+    theta = jax.random.uniform(k_theta, (n, lo.shape[0]), minval=lo, maxval=hi)
+    x_ref = as_events("simulator output", simulator(k_ref, jnp.broadcast_to(ref, theta.shape)))
+    x_theta = as_events("simulator output", simulator(k_x, theta))
+    return (
+        parametrized_inputs(x_ref, theta),
+        parametrized_inputs(x_theta, theta),
+        x_ref,
+        theta,
+    )
+
+
+def parametrized_logits(
+    clf: Classifier, x: jax.typing.ArrayLike, theta: jax.typing.ArrayLike
+) -> jax.Array:
+    """``logit f(x, theta)`` for events ``(n, d)`` at ``theta`` ``(p,)`` or ``(n, p)``."""
+    return classifier_logits(clf, parametrized_inputs(x, theta))
+
+
+def reweight(
+    clf: Classifier,
+    x: jax.typing.ArrayLike,
+    theta: jax.typing.ArrayLike,
+    *,
+    normalize: bool = True,
+    clip: tuple[float, float] | None = None,
+) -> jax.Array:
+    """Weights ``p(x|theta)/p(x|theta_ref)`` that reweight reference events to ``theta``.
+
+    Args:
+      clf: a trained parametrised classifier.
+      x: reference events ``(n, d)``.
+      theta: target parameters ``(p,)`` (or per event ``(n, p)``).
+      normalize: rescale to mean one.
+      clip: optional ``(low, high)`` weight clipping.
+
+    Returns:
+      ``(n,)`` weights (``(K, n)`` for an ensemble).
+    """
+    return likelihood_ratio_weights(
+        parametrized_logits(clf, x, theta), normalize=normalize, clip=clip
+    )
+
+
+def _log_likelihood_fn(model, normalized: bool, params, shift, scale):
+    def loglik(theta, x, x_ref):
+        def logits(events):
+            th = jnp.broadcast_to(theta, (events.shape[0], theta.shape[-1]))
+            inputs = (jnp.concatenate([events, th], -1) - shift) / scale
+            return model.apply(params, inputs)[..., 0]
+
+        value = jnp.sum(logits(x))
+        if normalized:
+            # p(x|theta) = p(x|theta_ref) w(x, theta) integrates to one only for an exact
+            # ratio; dividing by the reference mean of w removes a learned normalisation.
+            log_norm = jax.nn.logsumexp(logits(x_ref)) - jnp.log(x_ref.shape[0])
+            value = value - x.shape[0] * log_norm
+        return value
+
+    return loglik
+
+
+def maximum_likelihood_theta(
+    clf: Classifier,
+    sets: jax.typing.ArrayLike,
+    *,
+    theta_low: jax.typing.ArrayLike,
+    theta_high: jax.typing.ArrayLike,
+    x_ref: jax.typing.ArrayLike | None = None,
+    grid_size: int = 41,
+    refine_steps: int = 100,
+) -> jax.Array:
+    """Maximum-likelihood parameters of many event sets with the classifier frozen.
+
+    Maximises ``sum_i logit f(x_i, theta)`` (minus ``N log mean_ref exp(logit)`` when
+    ``x_ref`` is given) over ``theta`` in the box: a grid search over ``grid_size^p``
+    points followed by projected Adam refinement, vmapped over sets (arXiv:2101.07263).
+
+    Args:
+      clf: a single (non-ensemble) parametrised classifier on inputs ``(d + p)``.
+      sets: ``(n_sets, set_size, d)`` events, or ``(n, d)`` for one set.
+      theta_low: ``(p,)`` lower bounds.
+      theta_high: ``(p,)`` upper bounds.
+      x_ref: optional reference events ``(m, d)`` for the normalisation term.
+      grid_size: grid points per parameter.
+      refine_steps: Adam steps after the grid search.
+
+    Returns:
+      ``(n_sets, p)`` estimates (``(p,)`` for a single set).
+    """
+    if clf.ensemble:
+        raise ValueError("`clf` must be a single classifier, not an ensemble.")
+    lo, hi = _as_bounds(theta_low, theta_high)
+    p = lo.shape[0]
+    sets = jnp.asarray(sets, jnp.float32)
+    check_array("sets", sets, ndim=(2, 3))
+    single = sets.ndim == 2
+    sets = sets[None] if single else sets
+    if sets.shape[-1] + p != clf.shift.shape[-1]:
+        raise ValueError(
+            f"`sets` must have {clf.shift.shape[-1] - p} features for {p} parameter(s); got "
+            f"shape {sets.shape}."
+        )
+    check_positive("grid_size", grid_size)
+    check_positive("refine_steps", refine_steps, allow_zero=True)
+    if x_ref is None:
+        ref = jnp.zeros((1, sets.shape[-1]))
+    else:
+        ref = as_events("x_ref", x_ref)
+        check_array("x_ref", ref, ndim=2, last_dim=sets.shape[-1])
+    axes = [jnp.linspace(lo[j], hi[j], grid_size) for j in range(p)]
+    grid = jnp.stack([g.ravel() for g in jnp.meshgrid(*axes, indexing="ij")], -1)
+    est = _mle(
+        clf.model,
+        x_ref is not None,
+        int(refine_steps),
+        (clf.params, clf.shift, clf.scale),
+        sets,
+        ref,
+        grid,
+        lo,
+        hi,
+    )
+    return est[0] if single else est
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _mle(model, normalized, steps, clf_arrays, sets, ref, grid, lo, hi):
+    loglik = _log_likelihood_fn(model, normalized, *clf_arrays)
+    spacing = (hi - lo) / jnp.maximum(jnp.sqrt(grid.shape[0]), 2.0)
+    opt = optax.adam(0.05)
+
+    def one(x):
+        values = jax.lax.map(lambda th: loglik(th, x, ref), grid)
+        theta0 = grid[jnp.argmax(values)]
+        # Refine in units of the grid spacing so the step size is scale-free.
+        u0 = (theta0 - lo) / spacing
+
+        def neg(u):
+            return -loglik(lo + u * spacing, x, ref) / x.shape[0]
+
+        def body(carry, _):
+            u, s = carry
+            g = jax.grad(neg)(u)
+            upd, s = opt.update(g, s)
+            u = jnp.clip(u + upd, 0.0, (hi - lo) / spacing)
+            return (u, s), None
+
+        (u, _), _ = jax.lax.scan(body, (u0, opt.init(u0)), None, length=steps)
+        return lo + u * spacing
+
+    return jax.vmap(one)(sets)

@@ -1,0 +1,140 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgen.classifiers import Classifier
+from jaxgen.methods import dctr
+from jaxgen.methods import srgn
+from jaxgen.train import FitConfig
+
+
+class GaussianShiftLogit(nn.Module):
+    """Exact log-ratio N(theta, 1) / N(0, 1) = theta x - theta^2 / 2 on inputs (x, theta)."""
+
+    @nn.compact
+    def __call__(self, z):
+        x, theta = z[..., :1], z[..., 1:]
+        return theta * x - 0.5 * theta**2
+
+
+EXACT = Classifier(GaussianShiftLogit(), {}, jnp.zeros(2), jnp.ones(2))
+
+
+def _samples(mu, n, seed):
+    k0, k1 = jax.random.split(jax.random.PRNGKey(seed))
+    return jax.random.normal(k0, (n, 1)), mu + jax.random.normal(k1, (n, 1))
+
+
+def test_dctr_gradient_fit_with_exact_classifier():
+    n = 20_000
+    x_ref, x_data = _samples(1.3, n, 0)
+    res = dctr.fit_theta(jax.random.PRNGKey(1), EXACT, x_ref, x_data, theta_init=[0.0])
+    # With the exact family the BCE minimum is the moment-matching point, whose
+    # deviation from mu is that of mean(data) - mean(ref): sd sqrt(2/n) = 0.010 (the 80%
+    # training split: sqrt(2/(0.8 n)) = 0.011); SGD noise at the end of the cosine decay
+    # is far smaller. 4 sd = 0.045.
+    assert abs(float(res.theta[0]) - 1.3) < 4 * np.sqrt(2 / (0.8 * n))
+    scan = dctr.loss_scan(EXACT, x_ref, x_data, jnp.linspace(0.0, 2.0, 21))
+    assert abs(float(jnp.linspace(0.0, 2.0, 21)[jnp.argmin(scan)]) - 1.3) <= 0.1 + 1e-6
+
+
+def test_dctr_trained_reweighting_moments():
+    def simulator(key, theta):
+        return theta + jax.random.normal(key, theta.shape)
+
+    cfg = FitConfig(epochs=8, batch_size=500, schedule="cosine", clip_norm=None, progress=False)
+    clf = dctr.train(
+        jax.random.PRNGKey(2),
+        simulator,
+        theta_ref=[0.0],
+        theta_low=[-1.0],
+        theta_high=[1.0],
+        n=20_000,
+        config=cfg,
+    )
+    from jaxgen.classifiers import reweight
+
+    x = jax.random.normal(jax.random.PRNGKey(3), (20_000, 1))
+    w = reweight(clf, x, jnp.array([0.5]))
+    assert np.all(np.isfinite(np.asarray(w)))
+    # Weighted mean sd: sqrt(1/ESS) with ESS = n e^{-0.25} -> 0.008; the classifier sees
+    # ~n/4 pairs with theta within 0.25 of 0.5, adding sqrt(8/n) = 0.02 -> 4 sd ~ 0.09.
+    m = float(jnp.sum(w * x[:, 0]) / jnp.sum(w))
+    assert abs(m - 0.5) < 4 * np.sqrt(np.exp(0.25) / 20_000 + 8 / 20_000)
+
+
+def test_srgn_fit_with_exact_reweighter_recovers_mu():
+    n = 6000
+    gen, gen_d = _samples(0.7, n, 4)
+    sim = gen + 0.5 * jax.random.normal(jax.random.PRNGKey(5), gen.shape)
+    sim_d = gen_d + 0.5 * jax.random.normal(jax.random.PRNGKey(6), gen.shape)
+    cfg = FitConfig(
+        epochs=4, batch_size=500, schedule="constant", clip_norm=None, patience=3, progress=False
+    )
+    res = srgn.fit(
+        jax.random.PRNGKey(7),
+        EXACT,
+        gen_ref=gen,
+        sim_ref=sim,
+        data=sim_d,
+        theta_low=[-2.0],
+        theta_high=[2.0],
+        grid_size=5,
+        max_evaluations=8,
+        config=cfg,
+    )
+    assert res.scan_aucs.shape == (5,)
+    # AUC scan: minimum near mu, large far away (AUC(-2) = Phi(2.7/(sqrt(2) 1.118)) = 0.96).
+    assert res.scan_aucs[0] > 0.9
+    # Near the minimum AUC - 1/2 ~ |dmu| / (2 sqrt(pi) 1.118) = 0.25 |dmu|; the AUC of
+    # n/2 test events per class has sd sqrt((1/12)(4/n)) = 0.0075 -> 0.03 in mu; with
+    # training noise of the same order, 3.5 sd of the sum ~ 0.15.
+    assert abs(float(res.theta[0]) - 0.7) < 0.15
+    assert res.auc < 0.53
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda: dctr.fit_theta(
+                jax.random.PRNGKey(0), EXACT, jnp.zeros((5, 2)), jnp.zeros((5, 2)), theta_init=[0.0]
+            ),
+            "features",
+        ),
+        (
+            lambda: dctr.loss_scan(
+                EXACT, jnp.zeros((5, 1)), jnp.zeros((5, 1)), jnp.zeros((2, 2, 2))
+            ),
+            "thetas",
+        ),
+        (
+            lambda: srgn.fit(
+                jax.random.PRNGKey(0),
+                EXACT,
+                gen_ref=jnp.zeros((5, 1)),
+                sim_ref=jnp.zeros((5, 1)),
+                data=jnp.zeros((5, 1)),
+                theta_low=[1.0],
+                theta_high=[0.0],
+            ),
+            "theta_low",
+        ),
+        (
+            lambda: srgn.auc_scan(
+                jax.random.PRNGKey(0),
+                EXACT,
+                jnp.zeros((2, 1)),
+                gen_ref=jnp.zeros((5, 1)),
+                sim_ref=jnp.zeros((4, 1)),
+                data=jnp.zeros((5, 1)),
+            ),
+            "same number",
+        ),
+    ],
+)
+def test_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -1,0 +1,164 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgen.methods import omnifold as of
+from jaxgen.methods.ibu import ibu
+from jaxgen.methods.ibu import response_matrix
+from jaxgen.train import FitConfig
+
+EDGES = np.linspace(-4, 4, 21)
+CENTRES = 0.5 * (EDGES[1:] + EDGES[:-1])
+
+
+def _gaussian(key, n, mc=(0.0, 1.0), data=(0.2, 0.8), eps=0.5):
+    k = jax.random.split(key, 4)
+    gen = mc[0] + mc[1] * jax.random.normal(k[0], (n,))
+    sim = gen + eps * jax.random.normal(k[1], (n,))
+    truth = data[0] + data[1] * jax.random.normal(k[2], (n,))
+    return gen, sim, truth, truth + eps * jax.random.normal(k[3], (n,))
+
+
+def _bins(x):
+    return np.clip(np.digitize(np.asarray(x), EDGES) - 1, 0, len(CENTRES) - 1)
+
+
+def test_closed_form_recursion_matches_reference_table():
+    # Reference values (notes, recomputed with fine-bin IBU): iterations 1..5.
+    m, s = of.gaussian_ibu_moments(
+        prior_mean=0.0, prior_std=1.0, data_mean=0.2, data_std=0.8, smearing=0.5, n_iterations=5
+    )
+    np.testing.assert_allclose(m, [0.160, 0.1902, 0.1974, 0.1993, 0.1998], atol=1e-4)
+    np.testing.assert_allclose(s, [0.8773, 0.8341, 0.8158, 0.8075, 0.8036], atol=1e-4)
+    m, s = of.gaussian_ibu_moments(
+        prior_mean=0.2, prior_std=0.8, data_mean=0.0, data_std=1.0, smearing=0.5, n_iterations=2
+    )
+    np.testing.assert_allclose(m, [0.0562, 0.0131], atol=1e-4)
+    np.testing.assert_allclose(s, [0.9089, 0.9636], atol=1e-4)
+
+
+def test_binned_omnifold_with_exact_ratios_equals_ibu_each_iteration():
+    gen, sim, _, data = _gaussian(jax.random.PRNGKey(0), 20_000)
+    gb, sb, db = _bins(gen), _bins(sim), _bins(data)
+    n_it = 5
+    est = of.histogram_ratio(EDGES)
+    res = of.omnifold(
+        jax.random.PRNGKey(1),
+        gen=CENTRES[gb],
+        sim=CENTRES[sb],
+        data=CENTRES[db],
+        n_iterations=n_it,
+        step1=est,
+        step2=est,
+    )
+    nb = len(CENTRES)
+    resp, eff, truth = response_matrix(gb, sb, nb, nb)
+    d = np.bincount(db, minlength=nb).astype(np.float32)
+    ref = ibu(
+        d,
+        resp,
+        efficiencies=eff,
+        prior=np.asarray(truth) / float(truth.sum()),
+        max_iter=n_it,
+        ts_stopping=None,
+    )
+    for k in range(n_it):
+        unf = np.bincount(gb, weights=np.asarray(res.push_weights[k, 0]), minlength=nb)
+        # float32 accumulations over 2e4 events: relative error ~1e-5 per bin.
+        np.testing.assert_allclose(unf, np.asarray(ref.iterations[k]), rtol=2e-4, atol=1e-2)
+
+
+def test_neural_omnifold_follows_gaussian_ibu_recursion():
+    n = 20_000
+    gen, sim, _, data = _gaussian(jax.random.PRNGKey(2), n)
+    cfg = FitConfig(epochs=10, batch_size=1000, schedule="constant", clip_norm=None, progress=False)
+    est = of.classifier_ratio(config=cfg)
+    res = of.omnifold(
+        jax.random.PRNGKey(3), gen=gen, sim=sim, data=data, n_iterations=3, step1=est, step2=est
+    )
+    mean, std = of.weighted_moments(gen, res.push_weights[:, 0])
+    # Reference: the recursion from this sample's moments (removes the sample noise).
+    dvar = float(jnp.var(data)) - 0.25
+    rm, rs = of.gaussian_ibu_moments(
+        prior_mean=float(jnp.mean(gen)),
+        prior_std=float(jnp.std(gen)),
+        data_mean=float(jnp.mean(data)),
+        data_std=float(np.sqrt(dvar)),
+        smearing=0.5,
+        n_iterations=3,
+    )
+    # Tolerance: each classifier is learned from n = 2e4 events per class; its ratio
+    # error shifts the weighted mean by ~ sqrt(2/n) = 0.010 per step, and the push step
+    # propagates the pull step's error with gain <= 1/g ~ 1.3 -> sd ~ 0.013 per
+    # iteration; 3 sd = 0.04. The std has about the same error (sqrt(2) x 0.7 sd).
+    np.testing.assert_allclose(np.asarray(mean), rm, atol=0.04)
+    np.testing.assert_allclose(np.asarray(std), rs, atol=0.04)
+    assert np.all(np.isfinite(np.asarray(res.pull_weights)))
+
+
+def test_background_subtraction_with_negative_weights_is_exact_for_exact_ratios():
+    gen, sim, _, data = _gaussian(jax.random.PRNGKey(4), 5000)
+    bkg = 1.5 + 0.5 * jax.random.normal(jax.random.PRNGKey(5), (1000,))
+    # The same background events in data and (negatively weighted) in the subtraction.
+    x, w = of.background_subtracted_data(jnp.concatenate([data, bkg]), bkg)
+    est = of.histogram_ratio(EDGES)
+    kw = dict(
+        gen=CENTRES[_bins(gen)], sim=CENTRES[_bins(sim)], n_iterations=2, step1=est, step2=est
+    )
+    a = of.omnifold(jax.random.PRNGKey(6), data=CENTRES[_bins(x[:, 0])], data_weights=w, **kw)
+    b = of.omnifold(jax.random.PRNGKey(6), data=CENTRES[_bins(data)], **kw)
+    np.testing.assert_allclose(
+        np.asarray(a.push_weights), np.asarray(b.push_weights), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_pass_flags_fakes_and_bootstrap_ensemble():
+    gen, sim, _, data = _gaussian(jax.random.PRNGKey(7), 4000)
+    pass_reco = np.array(jax.random.uniform(jax.random.PRNGKey(8), (4000,)) > 0.2)
+    pass_gen = np.ones(4000, bool)
+    pass_gen[:300] = False  # fakes
+    pass_reco[:300] = True
+    est = of.histogram_ratio(EDGES)
+    res = of.omnifold(
+        jax.random.PRNGKey(9),
+        gen=CENTRES[_bins(gen)],
+        sim=CENTRES[_bins(sim)],
+        data=CENTRES[_bins(data)],
+        pass_reco=pass_reco,
+        pass_gen=pass_gen,
+        n_iterations=2,
+        step1=est,
+        step2=est,
+        ensemble_size=3,
+        bootstrap=True,
+    )
+    assert res.pull_weights.shape == res.push_weights.shape == (2, 3, 4000)
+    push, pull = np.asarray(res.push_weights), np.asarray(res.pull_weights)
+    # Fakes keep nu = 1; events failing reco keep the previous push weight in step 1.
+    np.testing.assert_array_equal(push[:, :, :300], 1.0)
+    np.testing.assert_allclose(pull[1][:, ~pass_reco], push[0][:, ~pass_reco])
+    np.testing.assert_array_equal(pull[0][:, ~pass_reco], 1.0)
+    # Bootstrap members see different data weights, so their weights differ.
+    assert float(np.abs(push[-1, 0] - push[-1, 1]).max()) > 0
+
+
+G = jnp.zeros(10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"gen": G, "sim": jnp.zeros(9), "data": G}, "sim"),
+        ({"gen": G, "sim": G, "data": jnp.zeros((10, 2))}, "data"),
+        ({"gen": G, "sim": G, "data": G, "pass_reco": np.zeros(10, bool)}, "pass_reco"),
+        ({"gen": G, "sim": G, "data": G, "pass_gen": np.full(10, 2)}, "pass_gen"),
+        ({"gen": G, "sim": G, "data": G, "data_weights": -jnp.ones(10)}, "data_weights"),
+        ({"gen": G.at[0].set(jnp.nan), "sim": G, "data": G}, "gen"),
+        ({"gen": G, "sim": G, "data": G, "n_iterations": 0}, "n_iterations"),
+        ({"gen": G, "sim": G, "data": G, "mc_weights": jnp.ones(3)}, "mc_weights"),
+    ],
+)
+def test_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        of.omnifold(jax.random.PRNGKey(0), **kwargs)
