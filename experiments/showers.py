@@ -32,7 +32,8 @@ import time
 import jax
 import numpy as np
 
-from experiments import check, main
+from experiments import check
+from experiments import main
 from jaxgen.data import showers as S
 
 SUPA_SHOWERS_PER_S = 140.0  # the released generator on one core (ANCHORS.md)

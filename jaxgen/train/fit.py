@@ -15,6 +15,7 @@ loss functions.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import pathlib
@@ -176,6 +177,21 @@ class _Trainer:
         return total / jnp.sum(chunk_weights)
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_trainer(loss_fn, optimizer, steps, batch_size, ensemble, sharding) -> _Trainer:
+    """Reuses compiled epochs across ``fit`` calls with the same loss and optimizer.
+
+    Methods that call ``fit`` repeatedly (OmniFold iterations, bootstrap loops) pass the
+    same loss function and optimizer objects and then compile once instead of per call.
+    """
+    return _Trainer(loss_fn, optimizer, steps, batch_size, ensemble, sharding)
+
+
+@functools.lru_cache(maxsize=64)
+def _default_optimizer(config: FitConfig, total_steps: int) -> optax.GradientTransformation:
+    return make_optimizer(config, total_steps)
+
+
 def _with_step(loss_fn: LossFn):
     """Normalises ``loss_fn`` to ``(params, batch, key, step)``."""
     try:
@@ -298,7 +314,7 @@ def _run(
         )
     weights = _normalise_weights("weights", weights)
     if optimizer is None:
-        optimizer = make_optimizer(config, config.epochs * steps)
+        optimizer = _default_optimizer(config, config.epochs * steps)
 
     sharding = None
     if config.data_parallel:
@@ -323,7 +339,7 @@ def _run(
             f"got {out.shape}."
         )
 
-    trainer = _Trainer(loss_fn, optimizer, steps, config.batch_size, ensemble, sharding)
+    trainer = _cached_trainer(loss_fn, optimizer, steps, config.batch_size, ensemble, sharding)
     init_opt = jax.vmap(optimizer.init) if ensemble else optimizer.init
     # The epoch donates its state: train on copies, so neither the caller's arrays nor
     # the best-params bookkeeping share buffers with it.

@@ -23,7 +23,8 @@ import numpy as np
 
 from jaxgen.data.showers._config import ShowerConfig
 from jaxgen.data.showers._grids import to_grids
-from jaxgen.data.showers._simulate import Showers, simulate
+from jaxgen.data.showers._simulate import Showers
+from jaxgen.data.showers._simulate import simulate
 
 
 @contextlib.contextmanager

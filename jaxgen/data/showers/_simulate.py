@@ -28,11 +28,9 @@ import jax.extend.random as jrandom
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.data.showers._config import (
-    ShowerConfig,
-    default_max_points,
-    pool_capacities,
-)
+from jaxgen.data.showers._config import ShowerConfig
+from jaxgen.data.showers._config import default_max_points
+from jaxgen.data.showers._config import pool_capacities
 
 _ENERGY_WORD = np.uint32(0xFFFFFFFF)  # counter word reserved for the E0 draw
 SMALL_BATCH = 10_000  # below this, one scan over all steps (fast compile)
