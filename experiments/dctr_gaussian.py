@@ -29,6 +29,7 @@ from experiments import main
 from jaxgen.classifiers import reweight
 from jaxgen.methods import dctr
 from jaxgen.metrics.classification import effective_sample_size
+from jaxgen.plot import save_figure
 from jaxgen.train import FitConfig
 
 
@@ -209,8 +210,7 @@ def _plot(workdir, x0, clf, config, grid, scan, mu_fit):
     ax[1].set_ylabel("BCE")
     ax[1].legend()
     fig.tight_layout()
-    fig.savefig(workdir / "dctr_gaussian.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, workdir / "dctr_gaussian.png", dpi=100)
 
 
 if __name__ == "__main__":

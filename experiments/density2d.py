@@ -33,6 +33,7 @@ from experiments import main
 from jaxgen.data import toys
 from jaxgen.flows import coupling_flow
 from jaxgen.flows import fit_flow
+from jaxgen.plot import save_figure
 from jaxgen.train import FitConfig
 
 
@@ -135,8 +136,6 @@ def _plot(panels, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from jaxgen.io import atomic_open
-
     fig, axes = plt.subplots(3, len(panels), figsize=(3 * len(panels), 9), squeeze=False)
     for j, (name, data, samples, dens) in enumerate(panels):
         for row, pts, title in ((0, data, f"{name}: data"), (1, samples, "flow samples")):
@@ -146,9 +145,7 @@ def _plot(panels, path) -> None:
         axes[2, j].imshow(np.exp(dens), origin="lower", extent=[-5, 5, -5, 5], cmap="viridis")
         axes[2, j].set_title("flow density")
     fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from jaxgen.flows import coupling_flow
 from jaxgen.flows import fit_flow
 from jaxgen.methods import flows4flows as f4f
 from jaxgen.metrics.distances import sliced_wasserstein
+from jaxgen.plot import save_figure
 from jaxgen.train import FitConfig
 
 
@@ -217,8 +218,6 @@ def _plot(tl, tr, out, baseline, cond_panels, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from jaxgen.io import atomic_open
-
     panels = [("left", tl), ("right", tr), ("F4F", out["free"]["moved"]),
               ("F4F + L2", out["l2"]["moved"]), ("encode/decode", baseline),
               ("cond: 0 deg", cond_panels[0]), ("cond: moved", cond_panels[1]),
@@ -229,9 +228,7 @@ def _plot(tl, tr, out, baseline, cond_panels, path) -> None:
         ax.hist2d(pts[:, 0], pts[:, 1], bins=80, range=[[-5, 5], [-5, 5]], cmap="viridis")
         ax.set_title(title)
     fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import numpy as np
 from experiments import check
 from experiments import main
 from jaxgen.methods import multievent as me
+from jaxgen.plot import save_figure
 from jaxgen.train import FitConfig
 
 
@@ -162,8 +163,7 @@ def _plot(workdir, study, est, reg, config):
     ax[1].set_xlabel("mu estimate")
     ax[1].legend()
     fig.tight_layout()
-    fig.savefig(workdir / "multievent_gaussian.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, workdir / "multievent_gaussian.png", dpi=100)
 
 
 if __name__ == "__main__":

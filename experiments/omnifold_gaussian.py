@@ -31,6 +31,7 @@ from experiments import check
 from experiments import main
 from jaxgen.methods import ibu as ibu_mod
 from jaxgen.methods import omnifold as of
+from jaxgen.plot import save_figure
 from jaxgen.train import FitConfig
 
 DUMMY = -10.0  # the notebook's value for a failed selection
@@ -317,8 +318,7 @@ def _plot(workdir, gen, truth, push, config):
     ax.legend(fontsize=8)
     ax.set_xlabel("x (generator level)")
     fig.tight_layout()
-    fig.savefig(workdir / "omnifold_gaussian.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, workdir / "omnifold_gaussian.png", dpi=100)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from jaxgen.classifiers import mlp_classifier
 from jaxgen.methods import ibu as ibu_mod
 from jaxgen.methods import omnifold as of
 from jaxgen.metrics.histograms import triangular_discriminator
+from jaxgen.plot import save_figure
 from jaxgen.train import FitConfig
 
 OBSERVABLES = ("mass", "multiplicity", "width", "tau21", "ln_rho", "z_g")
@@ -221,8 +222,7 @@ def _plot(workdir, hists, table):
         ax.set_title(name)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(workdir / "omnifold_multidim.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, workdir / "omnifold_multidim.png", dpi=100)
 
 
 if __name__ == "__main__":

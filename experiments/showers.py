@@ -35,6 +35,7 @@ import numpy as np
 from experiments import check
 from experiments import main
 from jaxgen.data import showers as S
+from jaxgen.plot import save_figure
 
 SUPA_SHOWERS_PER_S = 140.0  # the released generator on one core (ANCHORS.md)
 
@@ -182,8 +183,7 @@ def _plots(s: S.Showers, cfg: S.ShowerConfig, kept: np.ndarray, workdir: pathlib
         ax.set_xlabel("x")
         ax.set_ylabel("y")
     fig.tight_layout()
-    fig.savefig(workdir / "mean_images.png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, workdir / "mean_images.png", dpi=90)
 
     pts, counts = np.asarray(s.points), np.asarray(s.counts)
     idx = np.flatnonzero(sel)[:3]
@@ -197,8 +197,7 @@ def _plots(s: S.Showers, cfg: S.ShowerConfig, kept: np.ndarray, workdir: pathlib
                        alpha=0.6)
             ax.set_title(f"shower {i}, layer {k}: {len(p)} points")
     fig.tight_layout()
-    fig.savefig(workdir / "point_clouds.png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, workdir / "point_clouds.png", dpi=80)
 
     energy = np.asarray(s.layer_energy)
     fig, axes = plt.subplots(2, cfg.n_layers, figsize=(4 * cfg.n_layers, 6.5))
@@ -211,8 +210,7 @@ def _plots(s: S.Showers, cfg: S.ShowerConfig, kept: np.ndarray, workdir: pathlib
         axes[1, k].hist(energy[:, k], bins=40, histtype="step", log=True)
         axes[1, k].set_xlabel(f"energy in layer {k} [GeV]")
     fig.tight_layout()
-    fig.savefig(workdir / "distributions.png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, workdir / "distributions.png", dpi=80)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from experiments import check
 from experiments import main
 from jaxgen.methods import dctr
 from jaxgen.methods import srgn
+from jaxgen.plot import save_figure
 from jaxgen.train import FitConfig
 
 
@@ -241,8 +242,7 @@ def _plot(workdir, one, config):
     ax.set_ylabel("AUC (data vs reweighted simulation)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(workdir / "srgn_gaussian.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, workdir / "srgn_gaussian.png", dpi=100)
 
 
 if __name__ == "__main__":

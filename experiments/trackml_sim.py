@@ -38,6 +38,7 @@ import numpy as np
 from experiments import check
 from experiments import main
 from jaxgen.data import trackml
+from jaxgen.plot import save_figure
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "trackml_samples"
 VOLUMES = (7, 8, 9, 12, 13, 14, 16, 17, 18)
@@ -230,8 +231,7 @@ def _plot(workdir, layers, sim_layers, real_layers, s_kin, r_kin, per_volume) ->
     ax[1, 2].set_title("std of measured - true local position (mm)")
     ax[1, 2].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(pathlib.Path(workdir) / "trackml_sim.png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, pathlib.Path(workdir) / "trackml_sim.png", dpi=90)
 
 
 if __name__ == "__main__":

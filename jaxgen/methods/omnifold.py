@@ -25,6 +25,7 @@ iteration is one iteration of Iterative Bayesian Unfolding (``jaxgen.methods.ibu
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen._checks import check_positive
+from jaxgen.classifiers.classifier import DEFAULT_FIT_CONFIG
 from jaxgen.classifiers.classifier import Classifier
 from jaxgen.classifiers.classifier import as_events
 from jaxgen.classifiers.classifier import as_numpy_mask
@@ -47,16 +49,7 @@ from jaxgen.train import poisson_bootstrap_weights
 
 #: Training settings of the OmniFold Gaussian example (ANCHORS.md): Adam 1e-3, batch
 #: 10000, at most 20 epochs, patience 10, 80/20 split.
-OMNIFOLD_FIT_CONFIG = FitConfig(
-    epochs=20,
-    batch_size=10000,
-    learning_rate=1e-3,
-    schedule="constant",
-    clip_norm=None,
-    val_fraction=0.2,
-    patience=10,
-    progress=False,
-)
+OMNIFOLD_FIT_CONFIG = dataclasses.replace(DEFAULT_FIT_CONFIG, batch_size=10000)
 
 #: ``ratio(key, x_source, w_source, x_target, w_target, state) -> (ratio, state)``:
 #: ``w_*`` are ``(K, n_*)``; ``ratio`` is ``(K, n_source)``, the absolute density

@@ -1,1 +1,7 @@
-"""jaxgen.plot."""
+"""Plot helpers shared by the experiments."""
+
+from jaxgen.plot.figures import save_figure
+
+__all__ = [
+    "save_figure",
+]
