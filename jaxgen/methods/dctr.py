@@ -22,6 +22,7 @@ Tuning", PRD 101 (2020) 091901, arXiv:1907.08209.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -43,15 +44,8 @@ from jaxgen.train import FitConfig
 from jaxgen.train import fit
 
 #: Settings of the DCTR fit: Adam on theta alone; the cosine decay lets theta settle.
-FIT_THETA_CONFIG = FitConfig(
-    epochs=30,
-    batch_size=1000,
-    learning_rate=5e-2,
-    schedule="cosine",
-    clip_norm=None,
-    val_fraction=0.2,
-    patience=10,
-    progress=False,
+FIT_THETA_CONFIG = dataclasses.replace(
+    DEFAULT_FIT_CONFIG, epochs=30, learning_rate=5e-2, schedule="cosine"
 )
 
 

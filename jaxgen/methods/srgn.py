@@ -21,6 +21,7 @@ in the presence of detector effects", PRD 103 (2021) 036001, arXiv:2010.03569.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -31,6 +32,7 @@ import scipy.optimize
 
 from jaxgen._checks import check_array
 from jaxgen._checks import check_positive
+from jaxgen.classifiers.classifier import DEFAULT_FIT_CONFIG
 from jaxgen.classifiers.classifier import Classifier
 from jaxgen.classifiers.classifier import as_events
 from jaxgen.classifiers.classifier import classifier_logits
@@ -41,16 +43,7 @@ from jaxgen.metrics.classification import _roc
 from jaxgen.train import FitConfig
 
 #: Detector-level classifier settings (smaller than the paper's for CPU budgets).
-SRGN_FIT_CONFIG = FitConfig(
-    epochs=10,
-    batch_size=1000,
-    learning_rate=1e-3,
-    schedule="constant",
-    clip_norm=None,
-    val_fraction=0.2,
-    patience=5,
-    progress=False,
-)
+SRGN_FIT_CONFIG = dataclasses.replace(DEFAULT_FIT_CONFIG, epochs=10, patience=5)
 
 
 class SRGNFit(NamedTuple):

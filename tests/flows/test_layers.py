@@ -45,6 +45,13 @@ LAYERS = {
 TRANSFORMS = [lambda f: f, jax.jit]
 
 
+@pytest.fixture
+def x64():
+    """Runs a test in float64 (precision checks; float32 runs elsewhere)."""
+    with jax.enable_x64(True):
+        yield
+
+
 def _f64(tree):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
 
@@ -69,13 +76,8 @@ def _setup(name, identity=False):
 
 @pytest.mark.parametrize("transform", TRANSFORMS, ids=["eager", "jit"])
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_round_trip_and_logdet_cancel(name, transform):
+def test_round_trip_and_logdet_cancel(name, transform, x64):
     """In float64, where the inverse is exact up to rounding even for steep splines."""
-    with jax.enable_x64(True):
-        _round_trip(name, transform)
-
-
-def _round_trip(name, transform):
     module, params, x, ctx = _setup(name)
     params, x, ctx = _f64(params), _f64(x), None if ctx is None else _f64(ctx)
     inv = transform(lambda p, v, c: module.apply(p, v, c, method=module.inverse))
@@ -88,12 +90,7 @@ def _round_trip(name, transform):
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_logdet_matches_jacobian(name):
-    with jax.enable_x64(True):
-        _logdet_vs_jacobian(name)
-
-
-def _logdet_vs_jacobian(name):
+def test_logdet_matches_jacobian(name, x64):
     module, params, x, ctx = _setup(name)
     params, x, ctx = _f64(params), _f64(x), None if ctx is None else _f64(ctx)
 
@@ -150,13 +147,8 @@ def _to_distrax_params(p):
 
 
 @pytest.mark.parametrize("num_bins", [1, 4, 8])
-def test_spline_equals_distrax(num_bins):
+def test_spline_equals_distrax(num_bins, x64):
     """Same values as distrax's spline, compared in float64 (both are exact there)."""
-    with jax.enable_x64(True):
-        _spline_vs_distrax(num_bins)
-
-
-def _spline_vs_distrax(num_bins):
     p = jax.random.normal(jax.random.key(0), (500, 3, 3 * num_bins - 1), jnp.float64)
     x = jax.random.normal(jax.random.key(1), (500, 3), jnp.float64) * 3.0  # some in tails
     ours = RationalQuadraticSpline(p, -4.0, 4.0)
