@@ -136,7 +136,12 @@ class Flow:
 
     # ------------------------------------------------------------------ validation
 
-    def _check(self, name: str, x: jax.Array, context: jax.Array | None) -> None:
+    def validate(self, name: str, x: jax.Array, context: jax.Array | None = None) -> None:
+        """Raises ``ValueError`` unless ``x`` is ``(n, dim)``, finite, with a matching context.
+
+        Called by ``forward``/``inverse``; call it once yourself before a jitted loop to
+        also check finiteness (under ``jit`` only shapes can be checked).
+        """
         check_array(name, x, ndim=2, last_dim=self.dim)
         if self.context_dim == 0:
             if context is not None:
@@ -188,19 +193,20 @@ class Flow:
         self, params: Params, x: jax.Array, context: jax.Array | None = None
     ) -> tuple[jax.Array, jax.Array]:
         """Maps data ``x`` ``(n, dim)`` to base ``z``; returns ``(z, log|det dz/dx|)``."""
-        self._check("x", x, context)
+        self.validate("x", x, context)
         return self._run(params, x, context, "inverse")
 
     def forward(
         self, params: Params, z: jax.Array, context: jax.Array | None = None
     ) -> tuple[jax.Array, jax.Array]:
         """Maps base ``z`` ``(n, dim)`` to data ``x``; returns ``(x, log|det dx/dz|)``."""
-        self._check("z", z, context)
+        self.validate("z", z, context)
         return self._run(params, z, context, "forward")
 
     # ------------------------------------------------------------------ densities
 
-    def _base_log_prob(self, z, base_context):
+    def base_log_prob(self, z: jax.Array, base_context: jax.Array | None = None) -> jax.Array:
+        """Log-density of base samples ``z`` ``(n, dim)`` (``base_context`` for a flow base)."""
         if isinstance(self.base, FlowDistribution):
             ctx = self.base.context if base_context is None else base_context
             return self.base.flow.log_prob(self.base.params, z, ctx)
@@ -233,7 +239,7 @@ class Flow:
             the base's own bound context.
         """
         z, logdet = self.inverse(params, x, context)
-        return self._base_log_prob(z, base_context) + logdet
+        return self.base_log_prob(z, base_context) + logdet
 
     def nll(self, params: Params, x: jax.Array, context: jax.Array | None = None) -> jax.Array:
         """Per-event negative log-likelihood ``(n,)`` (a loss for ``jaxgen.train.fit``)."""

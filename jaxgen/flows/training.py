@@ -44,7 +44,7 @@ def fit_flow(
     x = jax.numpy.asarray(x)
     if context is not None:
         context = jax.numpy.asarray(context)
-    flow._check("x", x, context)  # noqa: SLF001 - validate once, eagerly
+    flow.validate("x", x, context)  # once, eagerly, including finiteness
     if context is None:
         return fit(lambda p, b, k: flow.nll(p, b), params, x, key=key, config=config,
                    weights=weights)

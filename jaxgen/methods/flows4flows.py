@@ -94,7 +94,7 @@ def forward_loss(
 ) -> jax.Array:
     """Per-event loss of the left-to-right direction for ``x ~ L`` ``(n, dim)``."""
     z, logdet = top.inverse(params, x, context)
-    lp = top._base_log_prob(z, base_context) + logdet  # noqa: SLF001
+    lp = top.base_log_prob(z, base_context) + logdet
     return -lp + weight * distance(z, x, penalty)
 
 
