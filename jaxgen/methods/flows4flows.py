@@ -16,8 +16,9 @@ then maps left samples to right samples:
 ``d`` is the L1 or squared-L2 distance summed over features; annealing it with a cosine
 schedule ``lambda_t = lambda_min + (lambda_0 - lambda_min)(1 + cos(pi t / T))/2`` biases
 ``T`` towards a minimal displacement (an optimal-transport-like map). Directions:
-``"forward"``, ``"inverse"``, ``"both"`` (sum) or ``"alternate"`` (even steps forward,
-odd steps inverse, the paper's default).
+``"forward"``, ``"inverse"``, ``"both"`` (sum), ``"alternate"`` (even steps forward,
+odd steps inverse, the paper's default) or ``"iterate"`` (blocks of ``iteration_epochs``
+epochs per direction, starting forward).
 
 Conditional variants are the same losses with different contexts: the top flow's
 ``context`` (e.g. ``c_tgt - c_in`` for the Delta variant, or ``[c_in, c_tgt]`` for the
@@ -45,7 +46,7 @@ from jaxgen.train import fit
 from jaxgen.train import num_train_steps
 
 PENALTIES = (None, "l1", "l2")
-DIRECTIONS = ("forward", "inverse", "both", "alternate")
+DIRECTIONS = ("forward", "inverse", "both", "alternate", "iterate")
 
 
 def distance(a: jax.Array, b: jax.Array, kind: str | None) -> jax.Array:
@@ -119,11 +120,12 @@ class TransportConfig:
     """How the top flow is trained.
 
     Attributes:
-      direction: ``"forward"``, ``"inverse"``, ``"both"`` or ``"alternate"``.
+      direction: ``"forward"``, ``"inverse"``, ``"both"``, ``"alternate"`` or ``"iterate"``.
       penalty: ``None``, ``"l1"`` or ``"l2"``.
       penalty_weight: ``lambda_0``.
       min_penalty_weight: ``lambda_min`` reached at the end of a cosine anneal.
       anneal: cosine-anneal the penalty weight over all training steps.
+      iteration_epochs: epochs per block of one direction for ``"iterate"``.
     """
 
     direction: str = "alternate"
@@ -131,9 +133,11 @@ class TransportConfig:
     penalty_weight: float = 1.0
     min_penalty_weight: float = 0.0
     anneal: bool = True
+    iteration_epochs: int = 1
 
     def __post_init__(self):
         check_in("direction", self.direction, DIRECTIONS)
+        check_positive("iteration_epochs", self.iteration_epochs)
         check_in("penalty", self.penalty, PENALTIES)
         check_positive("penalty_weight", self.penalty_weight, allow_zero=True)
         check_positive("min_penalty_weight", self.min_penalty_weight, allow_zero=True)
@@ -192,6 +196,7 @@ def fit_transport(
             raise ValueError("give both `left_context` and `right_context`, or neither.")
         data["cx"], data["cy"] = left_context[:n], right_context[:n]
     total = num_train_steps(n, config)
+    block = transport.iteration_epochs * (total // config.epochs)  # steps per block
     t = transport
 
     def weight(step):
@@ -219,7 +224,8 @@ def fit_transport(
             return inv(p, b, w)
         if t.direction == "both" or step is None:
             return fwd(p, b, w) + inv(p, b, w)
-        return jax.lax.cond(step % 2 == 0, fwd, inv, p, b, w)
+        phase = step % 2 if t.direction == "alternate" else (step // block) % 2
+        return jax.lax.cond(phase == 0, fwd, inv, p, b, w)
 
     return fit(loss, params, data, key=key, config=config)
 

@@ -36,7 +36,7 @@ def _slope_intercept(top, params):
     return float(z1 - z0), float(z0)
 
 
-@pytest.mark.parametrize("direction", ["forward", "inverse", "alternate"])
+@pytest.mark.parametrize("direction", ["forward", "inverse", "alternate", "iterate"])
 def test_recovers_the_analytic_affine_map(direction):
     """Tolerances: with n = 2e4 samples per side the MLE of the slope is the ratio of
     sample standard deviations, relative error ~ sqrt(1/(2n) + 1/(2n)) = 0.007; the
@@ -123,6 +123,8 @@ def test_bad_arguments_raise():
         f4f.TransportConfig(direction="sideways")
     with pytest.raises(ValueError, match="penalty"):
         f4f.TransportConfig(penalty="l3")
+    with pytest.raises(ValueError, match="iteration_epochs"):
+        f4f.TransportConfig(direction="iterate", iteration_epochs=0)
     top, params = _affine_top()
     with pytest.raises(ValueError, match=r"shape \(n, 1\)"):
         f4f.fit_transport(jax.random.key(0), top, params, jnp.zeros((10, 2)),
