@@ -49,12 +49,26 @@ def _embedding(context_dim: int, embedding_dim: int | None, hidden: Sequence[int
     return MLP(tuple(hidden) + (embedding_dim,)), embedding_dim
 
 
-def _validate(dim, num_layers, hidden, context_dim):
+def _validate(dim, num_layers, hidden, context_dim, what):
     check_positive("dim", dim)
+    if dim < 2:
+        raise ValueError(f"{what} needs `dim` >= 2; got {dim}.")
     check_positive("num_layers", num_layers)
     check_positive("context_dim", context_dim, allow_zero=True)
     if not hidden or any(h <= 0 for h in hidden):
         raise ValueError(f"`hidden` must be a non-empty list of positive sizes; got {hidden}.")
+
+
+def _stacked_flow(key, layer, *, dim, num_layers, permutation, seed_permutations, lu_linear,
+                  base, context_dim, embedding_dim, hidden) -> tuple[Flow, Params]:
+    """One scanned stack of ``layer`` (plus LU-linear), permutations, base and embedding."""
+    emb, _ = _embedding(context_dim, embedding_dim, hidden)
+    if lu_linear:
+        layer = SequentialLayer((layer, LULinearLayer(dim)))
+    perms = _permutation_table(permutation, num_layers, dim, seed_permutations)
+    flow = Flow(dim, [Stack(layer, num_layers, perms)], base=base, context_dim=context_dim,
+                embedding=emb)
+    return flow, flow.init(key)
 
 
 def coupling_flow(
@@ -108,18 +122,12 @@ def coupling_flow(
       >>> flow.log_prob(params, jax.numpy.zeros((3, 2))).shape
       (3,)
     """
-    _validate(dim, num_layers, hidden, context_dim)
-    if dim < 2:
-        raise ValueError(f"a coupling flow needs `dim` >= 2; got {dim}.")
-    emb, _ = _embedding(context_dim, embedding_dim, hidden)
+    _validate(dim, num_layers, hidden, context_dim, "a coupling flow")
     trans = make_transformer(transformer, num_bins=num_bins, tail_bound=tail_bound)
-    layer: nn.Module = CouplingLayer(dim, trans, tuple(hidden), None, activation, identity_init)
-    if lu_linear:
-        layer = SequentialLayer((layer, LULinearLayer(dim)))
-    perms = _permutation_table(permutation, num_layers, dim, seed_permutations)
-    flow = Flow(dim, [Stack(layer, num_layers, perms)], base=base, context_dim=context_dim,
-                embedding=emb)
-    return flow, flow.init(key)
+    layer = CouplingLayer(dim, trans, tuple(hidden), None, activation, identity_init)
+    return _stacked_flow(key, layer, dim=dim, num_layers=num_layers, permutation=permutation,
+                         seed_permutations=seed_permutations, lu_linear=lu_linear, base=base,
+                         context_dim=context_dim, embedding_dim=embedding_dim, hidden=hidden)
 
 
 def masked_autoregressive_flow(
@@ -152,16 +160,9 @@ def masked_autoregressive_flow(
     Returns:
       ``(flow, params)``.
     """
-    _validate(dim, num_layers, hidden, context_dim)
-    if dim < 2:
-        raise ValueError(f"an autoregressive flow needs `dim` >= 2; got {dim}.")
-    emb, _ = _embedding(context_dim, embedding_dim, hidden)
+    _validate(dim, num_layers, hidden, context_dim, "an autoregressive flow")
     trans = make_transformer(transformer, num_bins=num_bins, tail_bound=tail_bound)
-    layer: nn.Module = MaskedAutoregressiveLayer(dim, trans, tuple(hidden), activation,
-                                                 identity_init)
-    if lu_linear:
-        layer = SequentialLayer((layer, LULinearLayer(dim)))
-    perms = _permutation_table(permutation, num_layers, dim, seed_permutations)
-    flow = Flow(dim, [Stack(layer, num_layers, perms)], base=base, context_dim=context_dim,
-                embedding=emb)
-    return flow, flow.init(key)
+    layer = MaskedAutoregressiveLayer(dim, trans, tuple(hidden), activation, identity_init)
+    return _stacked_flow(key, layer, dim=dim, num_layers=num_layers, permutation=permutation,
+                         seed_permutations=seed_permutations, lu_linear=lu_linear, base=base,
+                         context_dim=context_dim, embedding_dim=embedding_dim, hidden=hidden)
