@@ -18,7 +18,12 @@ IBU's with the same iterations.
 
 Command: ``python -m experiments.omnifold_multidim [--quick]``.
 Expected (quick, 2 cores, ~40 s): Delta x 1e3 of OmniFold below the generation's for
-all six; the per-observable table is in ``metrics.json``.
+all six; the per-observable table is in ``metrics.json``. Measured: OmniFold's mean
+Delta x 1e3 is 1.21 against IBU's 0.70 at n = 3e4 (quick) and 0.64 against 0.36 at
+n = 1e5, so the second check FAILS: per-observable IBU sits near the statistical floor
+(bins / 2n = 0.5 at n = 3e4), while the 3x50 classifiers' validation loss stops
+improving after a few epochs and leaves OmniFold at ~1.7x that. An ensemble of four
+members averaged brings the quick figure to ~1.0; the paper's claim used 1.6M events.
 """
 
 from __future__ import annotations
@@ -61,6 +66,10 @@ class Config:
     batch_size: int = 10_000
     patience: int = 10
     bins: int = 30
+    # The original code warm-starts each iteration from the previous networks. With early
+    # stopping that over-corrects from the third iteration on here (at n = 1e5 the mass
+    # tail falls 10% below IBU's), so each classifier starts afresh by default.
+    warm_start: bool = False
 
     def __post_init__(self):
         for name in ("n", "iterations", "epochs", "batch_size", "patience", "bins"):
@@ -117,6 +126,17 @@ def detector(key, gen):
     return sim, accept
 
 
+def classifier_features(events: jax.Array) -> jax.Array:
+    """What the OmniFold classifiers see: the six observables with ``ln m`` for ``m``.
+
+    The mass spans a decade with a long tail, which standardisation alone leaves badly
+    scaled; any invertible per-observable map leaves the learned weights' targets
+    unchanged (ratios are evaluated at the same events). With ``ln m`` the quick preset's
+    mass Delta x1e3 drops from 3.0 to 1.6.
+    """
+    return events.at[:, 0].set(jnp.log(jnp.maximum(events[:, 0], 1.0)))
+
+
 def run(config: Config, workdir=None) -> dict:
     """Unfolds the six observables with OmniFold and per-observable IBU."""
     k = jax.random.split(jax.random.PRNGKey(config.seed), 5)
@@ -135,12 +155,14 @@ def run(config: Config, workdir=None) -> dict:
         patience=config.patience,
         progress=False,
     )
-    est = of.classifier_ratio(model=mlp_classifier(config.hidden), config=fit_cfg)
+    est = of.classifier_ratio(
+        model=mlp_classifier(config.hidden), config=fit_cfg, warm_start=config.warm_start
+    )
     res = of.omnifold(
         k[4],
-        gen=gen,
-        sim=sim,
-        data=data,
+        gen=classifier_features(gen),
+        sim=classifier_features(sim),
+        data=classifier_features(data),
         pass_reco=pass_reco,
         n_iterations=config.iterations,
         step1=est,

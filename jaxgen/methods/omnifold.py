@@ -15,9 +15,21 @@ detector-level events. With ``nu_0 = 1``, iteration ``n`` does
 
 each ratio learned by a classifier. The ratios are absolute (the classifier's
 normalised-density ratio times the ratio of the two classes' total weights), so the
-unfolded total tracks the data total. Events failing reconstruction keep their push
-weight in step 1 (``omega = nu_{n-1}``); events failing generation (fakes) take part
-in step 1 only and keep ``nu = 1``. Data weights may be negative (a background sample
+unfolded total tracks the data total. Events without a partner at one level get their
+weight at that level in one of two ways (``missing``):
+
+- ``"average"`` (default; steps 1b/2b of ``hep-lbdl/OmniFold``): an event failing
+  reconstruction gets ``omega = E[omega | gen]``, the mean pull weight of reconstructed
+  events with the same generator-level value, learned by a third classifier at
+  generator level; a fake (failing generation) gets ``nu = E[nu | sim]``, learned at
+  detector level. With exact binned ratios this is IBU's efficiency correction
+  (division by ``epsilon``), so OmniFold equals IBU with efficiencies.
+- ``"prior"`` (the pip package ``omnifold`` 0.1.36): failing reconstruction keeps the
+  push weight (``omega = nu_{n-1}``) and fakes keep ``nu = 1``. Cheaper, but an
+  inefficient region of phase space then converges only as fast as its efficiency
+  allows.
+
+Data weights may be negative (a background sample
 subtracted from data). The unfolded generator-level distribution after iteration ``n``
 is ``gen`` weighted by ``w * nu_n``. With one binned observable and exact ratios, each
 iteration is one iteration of Iterative Bayesian Unfolding (``jaxgen.methods.ibu``).
@@ -204,6 +216,7 @@ def omnifold(
     step2: RatioEstimator | None = None,
     ensemble_size: int = 1,
     bootstrap: bool = False,
+    missing: str = "average",
 ) -> OmniFoldResult:
     """Runs OmniFold (arXiv:1911.09107).
 
@@ -226,6 +239,8 @@ def omnifold(
       ensemble_size: ``K`` members trained at once with ``vmap``.
       bootstrap: multiply the data weights of each member by Poisson(1) weights, so the
         member spread estimates the statistical uncertainty from the data.
+      missing: weights of events failing reconstruction or generation, ``"average"``
+        or ``"prior"`` (see the module docstring).
 
     Returns:
       An ``OmniFoldResult`` with per-iteration pull and push weights ``(n_iter, K, n_mc)``.
@@ -236,6 +251,8 @@ def omnifold(
     """
     check_positive("n_iterations", n_iterations)
     check_positive("ensemble_size", ensemble_size)
+    if missing not in ("average", "prior"):
+        raise ValueError(f"`missing` must be 'average' or 'prior'; got {missing!r}.")
     gen = as_events("gen", gen)
     sim = as_events("sim", sim)
     data = as_events("data", data)
@@ -269,14 +286,35 @@ def omnifold(
     sim_pass, gen_pass = sim[reco_idx], gen[gen_idx]
     w_reco, w_gen = w_mc[reco_idx], w_mc[gen_idx]
 
+    # Events matched at both levels, and the unmatched ones whose weight is averaged.
+    both = reco & genm
+    no_reco_idx = np.flatnonzero(genm & ~reco) if missing == "average" else None
+    fake_idx = np.flatnonzero(reco & ~genm) if missing == "average" else None
+    in_gen_both = jnp.asarray(both[gen_idx], jnp.float32)
+    in_reco_both = jnp.asarray(both[reco_idx], jnp.float32)
+
     nu = jnp.ones((k, n_mc))
-    state1 = state2 = None
+    state1 = state2 = state1b = state2b = None
     pulls, pushes = [], []
     for it in range(n_iterations):
-        k1, k2 = jax.random.split(jax.random.fold_in(key_iter, it))
+        k1, k1b, k2, k2b = jax.random.split(jax.random.fold_in(key_iter, it), 4)
         # Step 1 (pull): weighted simulation -> data, at detector level.
         r1, state1 = step1(k1, sim_pass, nu[:, reco_idx] * w_reco, data, w_data_k, state1)
         omega = nu.at[:, reco_idx].multiply(r1)
+        if no_reco_idx is not None and no_reco_idx.size:
+            # Step 1b: omega of unreconstructed events = E[omega | gen] over matched events.
+            # Unmatched events enter with zero weight, so the ratio is learned from the
+            # matched ones and evaluated at every generated event.
+            r1b, state1b = step2(
+                k1b,
+                gen_pass,
+                nu[:, gen_idx] * w_gen * in_gen_both,
+                gen_pass,
+                omega[:, gen_idx] * w_gen * in_gen_both,
+                state1b,
+            )
+            at = np.searchsorted(gen_idx, no_reco_idx)
+            omega = omega.at[:, no_reco_idx].set(nu[:, no_reco_idx] * r1b[:, at])
         # Step 2 (push): MC generator level -> the same events weighted by omega.
         r2, state2 = step2(
             k2,
@@ -287,6 +325,17 @@ def omnifold(
             state2,
         )
         nu = jnp.ones((k, n_mc)).at[:, gen_idx].set(r2)
+        if fake_idx is not None and fake_idx.size:
+            # Step 2b: nu of fakes = E[nu | sim] over matched events, at detector level.
+            r2b, state2b = step1(
+                k2b,
+                sim_pass,
+                jnp.broadcast_to(w_reco * in_reco_both, (k, reco_idx.size)),
+                sim_pass,
+                nu[:, reco_idx] * w_reco * in_reco_both,
+                state2b,
+            )
+            nu = nu.at[:, fake_idx].set(r2b[:, np.searchsorted(reco_idx, fake_idx)])
         pulls.append(omega)
         pushes.append(nu)
     return OmniFoldResult(jnp.stack(pulls), jnp.stack(pushes), state1, state2)

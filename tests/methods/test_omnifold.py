@@ -132,6 +132,7 @@ def test_pass_flags_fakes_and_bootstrap_ensemble():
         step2=est,
         ensemble_size=3,
         bootstrap=True,
+        missing="prior",
     )
     assert res.pull_weights.shape == res.push_weights.shape == (2, 3, 4000)
     push, pull = np.asarray(res.push_weights), np.asarray(res.pull_weights)
@@ -141,6 +142,67 @@ def test_pass_flags_fakes_and_bootstrap_ensemble():
     np.testing.assert_array_equal(pull[0][:, ~pass_reco], 1.0)
     # Bootstrap members see different data weights, so their weights differ.
     assert float(np.abs(push[-1, 0] - push[-1, 1]).max()) > 0
+
+
+def test_inefficient_binned_omnifold_with_average_rule_equals_ibu_with_efficiencies():
+    """Steps 1b/2b with exact ratios reproduce IBU's efficiency correction bin by bin."""
+    gen, sim, _, data = _gaussian(jax.random.PRNGKey(10), 20_000)
+    gb, sb, db = _bins(gen), _bins(sim), _bins(data)
+    # Efficiency falling from 0.9 to 0.3 across the generator-level range.
+    eff_true = 0.3 + 0.6 * jax.nn.sigmoid(-2.0 * jnp.asarray(CENTRES[gb]))
+    pass_reco = np.asarray(jax.random.uniform(jax.random.PRNGKey(11), (20_000,)) < eff_true)
+    est = of.histogram_ratio(EDGES)
+    kw = dict(
+        gen=CENTRES[gb],
+        sim=CENTRES[sb],
+        data=CENTRES[db][np.asarray(jax.random.uniform(jax.random.PRNGKey(12), (20_000,)) < 0.6)],
+        pass_reco=pass_reco,
+        n_iterations=4,
+        step1=est,
+        step2=est,
+    )
+    res = of.omnifold(jax.random.PRNGKey(13), missing="average", **kw)
+    nb = len(CENTRES)
+    resp, eff, truth = response_matrix(gb, sb, nb, nb, pass_reco=pass_reco)
+    d = np.bincount(_bins(kw["data"]), minlength=nb).astype(np.float32)
+    ref = ibu(
+        d,
+        resp,
+        efficiencies=eff,
+        prior=np.asarray(truth) / float(truth.sum()),
+        max_iter=4,
+        ts_stopping=None,
+    )
+    for k in range(4):
+        unf = np.bincount(gb, weights=np.asarray(res.push_weights[k, 0]), minlength=nb)
+        # float32 accumulations over 2e4 events: relative error ~1e-5 per bin.
+        np.testing.assert_allclose(unf, np.asarray(ref.iterations[k]), rtol=2e-4, atol=1e-2)
+    # The pip package's rule ("prior") does not correct for the efficiency: the unfolded
+    # total after one iteration falls short of IBU's by the missing events' share.
+    prior = of.omnifold(jax.random.PRNGKey(13), missing="prior", **kw)
+    total_prior = float(np.sum(prior.push_weights[0, 0]))
+    assert total_prior < 0.9 * float(np.sum(ref.iterations[0]))
+
+
+def test_average_rule_gives_fakes_the_mean_push_weight_of_their_sim_bin():
+    gen, sim, _, data = _gaussian(jax.random.PRNGKey(14), 8000)
+    gb, sb = _bins(gen), _bins(sim)
+    pass_gen = np.asarray(jax.random.uniform(jax.random.PRNGKey(15), (8000,)) > 0.15)
+    est = of.histogram_ratio(EDGES)
+    res = of.omnifold(
+        jax.random.PRNGKey(16),
+        gen=CENTRES[gb],
+        sim=CENTRES[sb],
+        data=CENTRES[_bins(data)],
+        pass_gen=pass_gen,
+        n_iterations=2,
+        step1=est,
+        step2=est,
+    )
+    nu = np.asarray(res.push_weights[-1, 0])
+    for b in np.unique(sb[~pass_gen]):
+        matched = (sb == b) & pass_gen
+        np.testing.assert_allclose(nu[(sb == b) & ~pass_gen], nu[matched].mean(), rtol=1e-4)
 
 
 G = jnp.zeros(10)
@@ -157,6 +219,7 @@ G = jnp.zeros(10)
         ({"gen": G.at[0].set(jnp.nan), "sim": G, "data": G}, "gen"),
         ({"gen": G, "sim": G, "data": G, "n_iterations": 0}, "n_iterations"),
         ({"gen": G, "sim": G, "data": G, "mc_weights": jnp.ones(3)}, "mc_weights"),
+        ({"gen": G, "sim": G, "data": G, "missing": "drop"}, "missing"),
     ],
 )
 def test_errors(kwargs, match):
