@@ -2,12 +2,25 @@
 
 All particles of a batch of showers live in one flat, shower-sorted pool. A step draws each
 particle's fate (stop, split or pass), writes the read-out points of stopping particles into
-padded per-shower point clouds and packs the children into the next pool with an exclusive
-cumsum (no sort). Pools are sized per layer from the process's analytic mean and variance
-(``pool_capacities``), and the steps are grouped into a few ``lax.scan`` stages (5; one below
-10,000 showers), each over a pool of fixed size, so the work per shower (about 300 slots
-over the 24 steps of the default configuration, for about 200 particle-steps) follows the
-particle count instead of a worst-case per-shower capacity (24 x 128 slots).
+padded per-shower point clouds and gathers the children into the next pool: the parent of
+each new slot comes from two scatters of the parents' exclusive prefix sums (no sort).
+Pools are sized per layer from the process's analytic mean and variance
+(``pool_capacities``), and the steps are grouped into a few ``lax.scan`` stages (8; one
+below 10,000 showers), each over a pool of fixed size, so the work per shower (about 260
+slots over the 24 steps of the default configuration, for about 200 particle-steps) follows
+the particle count instead of a worst-case per-shower capacity (24 x 128 slots). Large
+batches run as equal chunks (16,384 showers on CPU) in a ``lax.scan`` inside one compiled
+call, writing into one output buffer.
+
+CPU throughput notes (XLA:CPU, measured): the hash is written with plain uint32 ops (3.5x
+faster than the threefry primitive), sines, cosines and tangents are branch-free
+polynomials (XLA's take 10-17 ns each), prefix sums are blocked triangular products (an
+associative scan compiles 8x slower, ``cumsum`` runs 2x slower), fields are scattered as
+scalars (row scatters cost 30 ns per row) and values with several consumers are
+materialised through a ``lax.cond`` (XLA's loop fusion otherwise recomputes them in each
+consumer; stacking them into one array stops vectorisation). For large batches the
+fresh output buffer's page faults are a large share of the time: with glibc,
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (transparent huge pages for malloc) removes most.
 
 Randomness is a counter-based hash: the draws of a particle are
 ``threefry2x32(shower key, (particle id, 2 * layer + j))``, where the id is the particle's
@@ -33,8 +46,9 @@ from jaxgen.data.showers._config import pool_capacities
 
 _ENERGY_WORD = np.uint32(0xFFFFFFFF)  # counter word reserved for the E0 draw
 SMALL_BATCH = 10_000  # below this, one scan over all steps (fast compile)
+N_STAGES = 8  # scans over pools of fixed size for larger batches
 RESIM_BATCH = 64
-CPU_CHUNK = 16_384  # measured best showers/s on 2 CPU cores (cache-resident pools)
+CPU_CHUNK = 16_384  # showers per chunk on CPU (pools of at most ~450k slots)
 ACCEL_CHUNK = 262_144  # smallest re-simulation batch: one compiled shape serves most calls
 _MAX_FLAT = 2**31 - 8  # flat point indices are int32
 
@@ -319,13 +333,11 @@ def _simulate_pool(
         slot = jnp.arange(m, dtype=jnp.int32)
         active = slot < n_active
         keep = _materializer(n_active >= 0)
-        # Words 0, 1 of the hash of (pid, 2t) and of (pid, 2t + 1), as one (4, m) array:
-        # each row recomputes its hash, but a single expression vectorises (a stack of
-        # the two hashes' outputs does not, and is 10x slower).
-        row = jnp.arange(4, dtype=jnp.uint32)[:, None]
-        h0, h1 = _threefry2x32(k0, k1, pid, (2 * t).astype(jnp.uint32) + row // 2)
-        (uu,) = keep(_unit(jnp.where(row % 2 == 0, h0, h1)))
-        u, u1, u2, u3 = uu
+        # Words 0, 1 of the hashes of (pid, 2t) and (pid, 2t + 1), as two (2, m) arrays
+        # (a stack of the four words would not vectorise: 10x slower).
+        row = jnp.arange(2, dtype=jnp.uint32)[:, None]
+        h0, h1 = keep(*map(_unit, _threefry2x32(k0, k1, pid, (2 * t).astype(jnp.uint32) + row)))
+        u, u1, u2, u3 = h0[0], h1[0], h0[1], h1[1]
         stop = active & (u < ps)
         split = active & (u >= ps) & (u < ps + psp)
         move = active & ~stop & ~split
@@ -473,7 +485,10 @@ def _draw_energy(keys: jax.Array, config: ShowerConfig) -> jax.Array:
 
 def _n_stages(n: int) -> int:
     # Small batches: one scan body compiles fastest and the padding work is negligible.
-    return 1 if n < SMALL_BATCH else 5
+    # Large ones: 8 stages do 263 slot-steps per shower (default configuration) against
+    # 304 with 5 and 659 with 1 (the exact per-step sizes would give 226), at about one
+    # scan body's compile time per stage.
+    return 1 if n < SMALL_BATCH else N_STAGES
 
 
 @functools.partial(jax.jit, static_argnames=("n", "config", "caps", "max_points", "chunk"))
@@ -496,7 +511,7 @@ def _run(key, first, energies, *, n, config, caps, max_points, chunk=None):
         else:
             e0 = jax.lax.dynamic_slice_in_dim(energies, c * chunk, chunk)
         raw, points = _simulate_pool(keys, e0, points, c * chunk, config, caps, max_points,
-                                     _n_stages(chunk))
+                                     _n_stages(n))
         return points, (raw._replace(points=None), e0)
 
     points = jnp.zeros((n * row_points,), jnp.float32)
@@ -551,8 +566,10 @@ def simulate(
       max_points: point capacity per layer (default from the process statistics).
       margin: pool sizes are the batch mean plus ``margin`` standard deviations.
       pool_scale: factor on the pool sizes (below 1 forces overflows, for testing).
-      chunk_size: showers per compiled call; larger ``n`` is simulated chunk by chunk
-        (default 16384 on CPU, where larger batches run slower, 262144 on accelerators).
+      chunk_size: showers per compiled call; larger ``n`` is simulated call by call and
+        concatenated (default: one call, up to about 900,000 showers at 256 points).
+        Inside a call, showers run in chunks of 16384 on CPU (262144 on accelerators)
+        that write into one output buffer.
 
     Returns:
       ``Showers`` with arrays of leading dimension ``n`` (as numpy-backed jax arrays).
@@ -603,19 +620,28 @@ def simulate(
         if not np.all(np.isfinite(e)) or not np.all(e > 0):
             raise ValueError("`energies` must be finite and > 0.")
         energies = jnp.asarray(e, jnp.float32)
+    scan_chunk = CPU_CHUNK if jax.default_backend() == "cpu" else ACCEL_CHUNK
+    # One compiled call simulates at most `limit` showers (flat int32 point indices, also
+    # of the last chunk's padding showers: about 900,000 at the default 256 points), or
+    # `chunk_size` if given.
+    cap = _MAX_FLAT // (config.n_layers * max_points * 3)
+    limit = max(1, cap - min(scan_chunk, cap // 2))
     if chunk_size is None:
-        chunk_size = CPU_CHUNK if jax.default_backend() == "cpu" else ACCEL_CHUNK
-    # One compiled call simulates up to `per_call` showers, chunk by chunk; flat int32
-    # point indices bound it (about 900,000 showers at the default 256 points).
-    row_points = config.n_layers * max_points * 3
-    chunk = max(1, min(chunk_size, n, _MAX_FLAT // row_points))
-    per_call = max(chunk, _MAX_FLAT // (row_points * chunk) * chunk)
+        per_call = min(n, limit)
+    else:
+        per_call = min(n, chunk_size, limit)
     parts = []
     for start in range(0, n, per_call):
         size = min(per_call, n - start)
-        e = None if energies is None else energies[start : start + size]
-        parts.append(_simulate_part(key, size, min(chunk, size), config, e,
-                                    first_index + start, max_points, margin, pool_scale))
+        # Requested chunks all have one size (one compiled shape); the last one is
+        # simulated whole and cut, which equals a shorter chunk (showers are independent).
+        sim = per_call if chunk_size is not None else size
+        e = None
+        if energies is not None:
+            e = jnp.pad(energies[start : start + size], (0, sim - size), constant_values=1.0)
+        part = _simulate_part(key, sim, min(scan_chunk, sim), config, e, first_index + start,
+                              max_points, margin, pool_scale)
+        parts.append(part if size == sim else Showers(*(v[:size] for v in part)))
     if len(parts) == 1:
         return parts[0]
     width = max(p.points.shape[2] for p in parts)
@@ -639,15 +665,17 @@ def _merge(raw: _Raw, idx: jax.Array, sub: _Raw) -> _Raw:
 
 def _simulate_part(key, n, chunk, config, energies, first_index, max_points, margin,
                    pool_scale):
-    # Fixed-size chunks (one compiled shape, bounded working memory); the last one is
-    # simulated whole and its extra showers are not written out, which equals a shorter
-    # chunk since showers are independent.
+    # Chunks of equal size inside the call (bounded working memory); the last one is
+    # simulated whole and its extra showers are not written out.
+    if chunk < n:
+        chunk = min(chunk, -(-n // -(-n // chunk) // 256) * 256)
     total = -(-n // chunk) * chunk
     if energies is not None and total > n:
         energies = jnp.pad(energies, (0, total - n), constant_values=1.0)
     caps = _scaled(pool_capacities(config, chunk, margin), pool_scale, chunk)
+    extra = {"chunk": chunk} if chunk < n else {}  # (jit caches on the keywords passed)
     raw, e0 = _run(key, first_index, energies, n=n, config=config, caps=caps,
-                   max_points=max_points, chunk=chunk)
+                   max_points=max_points, **extra)
     bad = np.asarray(raw.pool_overflow) | (np.asarray(raw.counts).max(-1) > max_points)
     if not bad.any():
         return _finish(raw, e0)
