@@ -323,6 +323,7 @@ def _simulate_pool(
     slope = dz * math.tan(polar)
     row_points = n_layers * max_points * 3
     flat_points = points.shape[0]
+    any_unread = bool(np.any((p_stop > 0) & (readout < 0)))  # stops outside the readout
     base_dest = jnp.asarray(offset, jnp.int32) * row_points
 
     def step(carry, xs):
@@ -352,11 +353,8 @@ def _simulate_pool(
         lost = (end > m) & (n_child > 0)
         first_bad = jnp.minimum(first_bad, jnp.min(jnp.where(lost, shower, b)))
         # Read-out points: rank of each stop within its shower and layer.
-        unread = jax.lax.cond(
-            r < 0,
-            lambda: unread.at[shower].add(jnp.where(stop, energy, 0.0)),
-            lambda: unread,
-        )
+        if any_unread:
+            unread = unread.at[shower].add(jnp.where(stop & (r < 0), energy, 0.0))
 
         def write_points(counts, points):
             per_shower = jnp.zeros((b,), jnp.int32).at[shower].add(read_i)
