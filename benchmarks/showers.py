@@ -1,18 +1,26 @@
 """SUPA shower simulator throughput (arXiv:2202.05012): showers/s vs batch size.
 
 Prints one JSON line: device, jax version, and per batch size the compile time, the
-median of repeated timed runs (``block_until_ready``), showers/s and the process's peak
-RSS after that size (sizes run in increasing order, so it bounds that size's need). Also
-times the plain-Python reference (``tests/data/supa_reference.py``) in the same run.
-Goal: >= 140,000 showers/s, 1000x the released SUPA generator's ~140/s.
+median of repeated timed runs (``block_until_ready``), showers/s, showers per second of
+process CPU time (user + system, all threads: a steadier figure than wall time on a shared
+machine) and the process's peak RSS after that size (sizes run in increasing order, so it
+bounds that size's need). Also times the plain-Python reference
+(``tests/data/supa_reference.py``) in the same run. Goal: >= 140,000 showers/s, 1000x the
+released SUPA generator's ~140/s.
 
     python benchmarks/showers.py                      # 1e3, 1e4, 1e5, 3e5
     python benchmarks/showers.py --sizes=1000,10000 --repeats=5
+
+Large batches spend much of their time in page faults of the fresh output buffer (9.2 kB
+of points per shower); with glibc, transparent huge pages for malloc remove most of them:
+
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python benchmarks/showers.py
 """
 
 import argparse
 import importlib.util
 import json
+import os
 import pathlib
 import resource
 import statistics
@@ -31,19 +39,27 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def time_size(n: int, repeats: int) -> dict:
     key = jax.random.key(0)
     t0 = time.perf_counter()
     jax.block_until_ready(S.simulate(key, n))  # compiles (incl. any re-simulation shapes)
     compile_s = time.perf_counter() - t0
-    times = []
+    times, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_s()
         jax.block_until_ready(S.simulate(key, n))
         times.append(time.perf_counter() - t0)
+        cpus.append(cpu_s() - c0)
     med = statistics.median(times)
     return {"n": n, "compile_plus_first_run_s": round(compile_s, 3), "median_s": round(med, 4),
-            "showers_per_s": round(n / med), "peak_rss_gb": round(peak_rss_gb(), 2)}
+            "showers_per_s": round(n / med),
+            "showers_per_cpu_s": round(n / statistics.median(cpus)),
+            "peak_rss_gb": round(peak_rss_gb(), 2)}
 
 
 def time_grids(n: int, repeats: int) -> float:
@@ -82,6 +98,8 @@ def main() -> None:
         "device": str(jax.devices()[0].device_kind),
         "platform": jax.devices()[0].platform,
         "jax": jax.__version__,
+        "cpus": os.cpu_count(),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "config": "SUPA default: E0=65 GeV, 24 steps, dz=2",
         "sizes": rows,
         "grids_showers_per_s_1e4": round(time_grids(10_000, args.repeats)),

@@ -225,6 +225,18 @@ def test_deterministic_and_chunk_invariant(default_showers):
     assert not np.array_equal(np.asarray(d.counts), np.asarray(a.counts))
 
 
+def test_chunks_inside_one_call(default_showers):
+    # Chunks of 100 inside one compiled call (the last one padded: its extra showers are
+    # simulated but not written out) give the showers of one unchunked simulation.
+    cfg = S.ShowerConfig()
+    caps = S.pool_capacities(cfg, 100)
+    raw, e0 = S._simulate._run(jax.random.key(1), 0, None, n=N_SMALL, config=cfg, caps=caps,
+                               max_points=256, chunk=100)
+    assert not np.asarray(raw.pool_overflow).any()
+    s = S._simulate._finish(raw, e0)
+    assert_same_showers(s, head(default_showers, 0, N_SMALL))
+
+
 def test_capacity_overflow_is_detected_and_resimulated(default_showers):
     # Half-size particle pools and max_points=16 overflow for many showers; they must be
     # flagged, and re-simulated to exactly the unbounded result (the default run).
@@ -237,6 +249,53 @@ def test_capacity_overflow_is_detected_and_resimulated(default_showers):
     s = S.simulate(key, N_SMALL, pool_scale=0.5, max_points=16)
     assert s.points.shape[2] >= np.asarray(s.counts).max()
     assert_same_showers(s, head(default_showers, 0, N_SMALL))
+
+
+def test_hash_is_jax_threefry():
+    # The simulator's vectorised threefry is bit-identical to jax.random's primitive, so
+    # the draws of every particle are those of the documented counter scheme.
+    import jax.extend.random as jrandom
+
+    from jaxgen.data.showers import _simulate as M
+
+    rng = np.random.default_rng(0)
+    k0, k1, c0, c1 = (jnp.asarray(rng.integers(0, 2**32, 4096, dtype=np.uint32))
+                      for _ in range(4))
+    ours = M._threefry2x32(k0, k1, c0, c1)
+    ref = jrandom.threefry2x32_p.bind(k0, k1, c0, c1)
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_polynomial_trigonometry():
+    from jaxgen.data.showers import _simulate as M
+
+    eps = 2.0**-24  # float32 unit roundoff
+    u = jnp.asarray(np.random.default_rng(1).random(100_000), jnp.float32)
+    sin, cos = jax.jit(M._sincos_turns)(u)
+    angle = 2 * np.pi * np.asarray(u, np.float64)
+    # Truncation < 2e-9; the reduction u - q/4 is exact, then a handful of roundings of
+    # values of size <= 1: |error| <= 8 eps.
+    np.testing.assert_allclose(np.asarray(sin), np.sin(angle), rtol=0, atol=8 * eps)
+    np.testing.assert_allclose(np.asarray(cos), np.cos(angle), rtol=0, atol=8 * eps)
+    t = np.linspace(-1.5, 1.5, 30_001).astype(np.float32)
+    tan = np.asarray(jax.jit(M._tan)(jnp.asarray(t)), np.float64)
+    t64 = t.astype(np.float64)
+    exact = np.tan(t64)
+    # Rounding t / (2 pi) moves the angle by <= 2 eps |t|, i.e. tan by 2 eps |t| (1 + tan^2);
+    # plus a few roundings of the result: 8 eps (|tan| + |t| (1 + tan^2)).
+    bound = 8 * eps * (np.abs(exact) + np.abs(t64) * (1 + exact**2))
+    assert np.all(np.abs(tan - exact) <= bound + 1e-30)
+
+
+def test_blocked_cumsum_exact():
+    from jaxgen.data.showers import _simulate as M
+
+    rng = np.random.default_rng(2)
+    for shape in [(257,), (3, 70_000)]:  # a partial block; several rows, many blocks
+        x = rng.integers(0, 3, shape).astype(np.int32)
+        got = jax.jit(M._cumsum)(jnp.asarray(x))
+        np.testing.assert_array_equal(np.asarray(got), np.cumsum(x, -1))
 
 
 def test_hdf5_round_trip_and_streaming(tmp_path, default_showers):
