@@ -69,18 +69,23 @@ class PassConfig:
       d0_max: largest transverse impact parameter of a seed triplet (mm).
       theta_tol: largest polar-angle kink between a triplet's two doublets (rad) for a
         1 GeV particle; scaled by ``1/p`` with a floor of a fifth of it.
+      seeds_per_hit: most triplets (the best) starting at one hit.
     """
 
     pt_min: float = 0.3
-    z0_max: float = 250.0
+    z0_max: float = 150.0
     d0_max: float = 2.0
     theta_tol: float = 0.01
+    seeds_per_hit: int = 2
 
     def __post_init__(self):
         for name in ("pt_min", "z0_max", "d0_max", "theta_tol"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f"`{name}` must be finite and > 0; got {v!r}.")
+        if not isinstance(self.seeds_per_hit, int) or self.seeds_per_hit < 1:
+            raise ValueError(f"`seeds_per_hit` must be an integer >= 1; got "
+                             f"{self.seeds_per_hit!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +156,8 @@ class LayerTable(NamedTuple):
     smin: np.ndarray  # range of z (barrel) or r (disk)
     smax: np.ndarray
     successors: np.ndarray  # (L, K) layers a track can reach next (-1 padded), self first
+    res_l: np.ndarray  # single-hit resolution along z (barrels) or r (disks), mm
+    seed_successors: np.ndarray  # (L, K') the next layer crossed, no skips (-1 padded)
 
 
 @functools.cache
@@ -158,8 +165,10 @@ def layer_table() -> LayerTable:
     """The real TrackML layers and the layer graph (cached; see ``_layer_graph``)."""
     layers = build_layers(read_detector())
     succ = _layer_graph(layers.barrel, layers.position, layers.smin, layers.smax)
+    seed_succ = _layer_graph(layers.barrel, layers.position, layers.smin, layers.smax, 0)
+    res_l = np.array([RESOLUTION.get(int(v), (1.0, 10.0))[1] for v in layers.volume_id])
     return LayerTable(layers.volume_id, layers.layer_id, layers.barrel, layers.position,
-                      layers.smin, layers.smax, succ)
+                      layers.smin, layers.smax, succ, res_l, seed_succ)
 
 
 def _next_crossing(h: Helix, barrel, position, smin, smax, max_turn: float):
@@ -248,45 +257,73 @@ def prepare_hits(hits: Hits) -> Prepared:
                     layer, key * 100000 + hits.module_id, res[vol, 0], res[vol, 1])
 
 
+N_PHI_BINS = 256  # phi bins per layer of the search index
+_U_OFFSET = 2048.0  # u (z in barrels, r in disks, |u| < 2048 mm) shifted to be positive
+_U_STRIDE = 4096.0
+
+
 class SearchIndex(NamedTuple):
-    """Hits sorted by ``(layer, phi)`` (seam hits duplicated), for window queries."""
+    """Hits sorted by ``(layer, phi bin, u)`` with ``u`` = z (barrels) or r (disks)."""
 
     key: np.ndarray
     hit: np.ndarray
 
 
+def _u(prep: Prepared, hits: np.ndarray) -> np.ndarray:
+    barrel = layer_table().barrel[prep.layer[hits]]
+    return np.where(barrel, prep.xyz[hits, 2], prep.r[hits])
+
+
+def _phi_bin(phi: np.ndarray) -> np.ndarray:
+    return np.floor((phi + np.pi) * (N_PHI_BINS / (2 * np.pi))).astype(np.int64)
+
+
 def build_index(prep: Prepared, mask: np.ndarray) -> SearchIndex:
-    """Sorted ``(layer, phi)`` keys of the hits selected by ``mask``."""
+    """The search index of the hits selected by ``mask`` (on known layers)."""
     idx = np.flatnonzero(mask & (prep.layer >= 0))
-    phi = prep.phi[idx]
-    lo, hi = phi < -np.pi + _WRAP, phi > np.pi - _WRAP
-    all_idx = np.r_[idx, idx[lo], idx[hi]]
-    all_phi = np.r_[phi, phi[lo] + 2 * np.pi, phi[hi] - 2 * np.pi]
-    key = prep.layer[all_idx] * _KEY_STRIDE + all_phi + 4.0
+    cell = prep.layer[idx] * N_PHI_BINS + np.mod(_phi_bin(prep.phi[idx]), N_PHI_BINS)
+    key = cell * _U_STRIDE + np.clip(_u(prep, idx) + _U_OFFSET, 0.0, _U_STRIDE - 1.0)
     order = np.argsort(key, kind="stable")
-    return SearchIndex(key[order], all_idx[order])
+    return SearchIndex(key[order], idx[order])
 
 
-def query(index: SearchIndex, layer: np.ndarray, phi: np.ndarray,
-          half_width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All (query, hit) pairs with the hit on ``layer`` within ``half_width`` of ``phi``.
+def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged expansion: ``(row, position)`` for every ``lo[row] <= position < hi[row]``."""
+    counts = np.maximum(hi - lo, 0)
+    rows = np.repeat(np.arange(len(lo)), counts)
+    starts = np.cumsum(counts) - counts
+    return rows, np.arange(rows.size) - starts[rows] + lo[rows]
+
+
+def query(index: SearchIndex, layer: np.ndarray, phi: np.ndarray, half_width: np.ndarray,
+          u_lo: np.ndarray | None = None, u_hi: np.ndarray | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """All (query, hit) pairs with the hit on ``layer``, within ``half_width`` of ``phi``
+    and with ``u_lo <= u <= u_hi`` (z in barrels, r in disks).
 
     Args:
       index: from ``build_index``.
-      layer, phi, half_width: ``(q,)`` each; ``half_width`` is clipped to ``_WRAP``.
+      layer, phi, half_width: ``(q,)`` each (``half_width`` at most pi).
+      u_lo, u_hi: ``(q,)`` bounds of u (default: unbounded).
 
     Returns:
       ``(query_row, hit)``, each ``(m,)``, sorted by query row.
     """
-    base = layer * _KEY_STRIDE + 4.0 + wrap(phi)
-    w = np.minimum(half_width, _WRAP)
-    lo = np.searchsorted(index.key, base - w)
-    hi = np.searchsorted(index.key, base + w)
-    counts = np.maximum(hi - lo, 0)
-    rows = np.repeat(np.arange(len(layer)), counts)
-    starts = np.cumsum(counts) - counts
-    pos = np.arange(rows.size) - starts[rows] + lo[rows]
-    return rows, index.hit[pos]
+    w = np.minimum(half_width, np.pi)
+    b0 = _phi_bin(phi - w)
+    b1 = _phi_bin(phi + w)
+    nb = np.minimum(b1 - b0 + 1, N_PHI_BINS)
+    qrow, k = _expand(np.zeros_like(nb), nb)
+    cell = layer[qrow] * N_PHI_BINS + np.mod(b0[qrow] + k, N_PHI_BINS)
+    lo_u = 0.0 if u_lo is None else np.clip(u_lo[qrow] + _U_OFFSET, 0.0, _U_STRIDE - 1.0)
+    hi_u = _U_STRIDE - 1.0 if u_hi is None else np.clip(u_hi[qrow] + _U_OFFSET, 0.0,
+                                                        _U_STRIDE - 1.0)
+    lo = np.searchsorted(index.key, cell * _U_STRIDE + lo_u)
+    hi = np.searchsorted(index.key, cell * _U_STRIDE + hi_u, side="right")
+    rows, pos = _expand(lo, hi)
+    rows = qrow[rows]
+    hit = index.hit[pos]
+    return rows, hit
 
 
 # ------------------------------------------------------------------------------ seeding
@@ -296,6 +333,10 @@ def doublets(prep: Prepared, index: SearchIndex, free: np.ndarray, pass_cfg: Pas
              config: TrackerConfig) -> tuple[np.ndarray, np.ndarray]:
     """Hit pairs on successive pixel layers compatible with a helix from the beam line.
 
+    The outer hit lies within the phi window of a ``pT >= pt_min`` track and in the z
+    (barrel) or r (disk) range of straight lines in ``(r, z)`` from the inner hit to
+    the beam line at ``|z0| <= z0_max``.
+
     Returns:
       ``(inner, outer)`` hit indices, ``(m,)`` each.
     """
@@ -303,18 +344,33 @@ def doublets(prep: Prepared, index: SearchIndex, free: np.ndarray, pass_cfg: Pas
     pix = np.isin(table.volume_id, PIXEL_VOLUMES)
     inner = np.flatnonzero(free & (prep.layer >= 0))
     inner = inner[pix[prep.layer[inner]]]
-    succ = table.successors[prep.layer[inner], 1:]
+    succ = table.seed_successors[prep.layer[inner], 1:]
     q_hit = np.repeat(inner, succ.shape[1])
     q_layer = succ.ravel()
     ok = q_layer >= 0
     ok[ok] = pix[q_layer[ok]]
     q_hit, q_layer = q_hit[ok], q_layer[ok]
     kmax = config.kappa_max(pass_cfg.pt_min)
-    r_out = np.where(table.barrel[q_layer], table.position[q_layer], table.smax[q_layer])
-    r_in = prep.r[q_hit]
+    barrel = table.barrel[q_layer]
+    pos = table.position[q_layer]
+    r1, z1 = prep.r[q_hit], prep.xyz[q_hit, 2]
+    r_out = np.where(barrel, pos, table.smax[q_layer])
     dphi = np.abs(np.arcsin(np.minimum(0.5 * kmax * r_out, 1.0))
-                  - np.arcsin(np.minimum(0.5 * kmax * r_in, 1.0))) + 0.003
-    rows, h2 = query(index, q_layer, prep.phi[q_hit], dphi)
+                  - np.arcsin(np.minimum(0.5 * kmax * r1, 1.0))) + 0.003
+    zm = pass_cfg.z0_max
+    # Barrel target: z2 = z1 + (z1 - z0) (r2 - r1) / r1 over z0 and r2 = pos +- 5 mm.
+    zc = [z1 + (z1 - z0) * (r2 - r1) / r1 for z0 in (-zm, zm) for r2 in (pos - 5, pos + 5)]
+    zlo, zhi = np.minimum.reduce(zc), np.maximum.reduce(zc)
+    # Disk target: r2 = r1 (z2 - z0) / (z1 - z0) over z0 and z2 = pos +- 10 mm.
+    same_side = (z1 - zm) * (z1 + zm) > 0
+    den = [np.where(same_side, z1 - z0, 1.0) for z0 in (-zm, zm)]
+    rc = [r1 * (z2 - z0) / d for z0, d in zip((-zm, zm), den, strict=True)
+          for z2 in (pos - 10, pos + 10)]
+    rlo = np.where(same_side, np.maximum(np.minimum.reduce(rc), 0.0), 0.0)
+    rhi = np.where(same_side, np.maximum.reduce(rc), 2000.0)
+    u_lo = np.where(barrel, zlo, rlo) - 1.0
+    u_hi = np.where(barrel, zhi, rhi) + 1.0
+    rows, h2 = query(index, q_layer, prep.phi[q_hit], dphi, u_lo, u_hi)
     h1 = q_hit[rows]
     r1, r2 = prep.r[h1], prep.r[h2]
     z1, z2 = prep.xyz[h1, 2], prep.xyz[h2, 2]
@@ -330,21 +386,33 @@ def doublets(prep: Prepared, index: SearchIndex, free: np.ndarray, pass_cfg: Pas
     return h1[ok], h2[ok]
 
 
+_COT_STRIDE = 128.0  # cot(theta) clipped to (-60, 60) and shifted by 64 in the join key
+
+
 def triplets(prep: Prepared, h1: np.ndarray, h2: np.ndarray, pass_cfg: PassConfig,
              config: TrackerConfig) -> np.ndarray:
     """Triplets ``(m, 3)`` joining doublets that share their middle hit, with quality cuts.
 
-    Cuts: curvature ``<= kappa_max(pt_min)``, transverse impact parameter ``<= d0_max``
-    and polar-angle kink ``<= theta_tol`` scaled by multiple scattering (``1/p``).
+    The join pairs each doublet with the doublets starting at its outer hit whose
+    ``cot(theta)`` is within the multiple-scattering and measurement tolerance (a sorted
+    search); then the cuts: curvature ``<= kappa_max(pt_min)``, transverse impact
+    parameter ``<= d0_max`` and polar-angle kink ``<= theta_tol / p``, each widened by the
+    three-point fit's error.
     """
-    order = np.argsort(h1, kind="stable")
-    s1, s2 = h1[order], h2[order]
-    lo = np.searchsorted(s1, h2)
-    hi = np.searchsorted(s1, h2, side="right")
-    counts = hi - lo
-    rows = np.repeat(np.arange(len(h2)), counts)
-    starts = np.cumsum(counts) - counts
-    pos = np.arange(rows.size) - starts[rows] + lo[rows]
+    dz = prep.xyz[h2, 2] - prep.xyz[h1, 2]
+    drho = np.maximum(np.hypot(*(prep.xyz[h2, :2] - prep.xyz[h1, :2]).T), 1e-6)
+    cot = np.clip(dz / drho, -60.0, 60.0)
+    key = h1 * _COT_STRIDE + cot + 64.0
+    order = np.argsort(key, kind="stable")
+    skey, s2 = key[order], h2[order]
+    p_min = pass_cfg.pt_min * np.sqrt(1.0 + cot ** 2)
+    tol = (1.0 + cot ** 2) * pass_cfg.theta_tol * np.maximum(1.0 / p_min, 0.2) \
+        + 4.0 * 0.03 * (1.0 + np.abs(cot)) / drho
+    base = h2 * _COT_STRIDE + cot + 64.0
+    tol = np.minimum(tol, 60.0)
+    lo = np.searchsorted(skey, base - tol)
+    hi = np.searchsorted(skey, base + tol, side="right")
+    rows, pos = _expand(lo, hi)
     a, b, c = h1[rows], h2[rows], s2[pos]
     pa, pb, pc = prep.xyz[a], prep.xyz[b], prep.xyz[c]
     h = helix_from_points(pa, pb, pc)
@@ -363,17 +431,26 @@ def triplets(prep: Prepared, h1: np.ndarray, h2: np.ndarray, pass_cfg: PassConfi
     d0 = np.abs(np.hypot(cx, cy) - 1.0 / np.abs(k))
     ok &= d0 <= pass_cfg.d0_max + 3.0 * kappa_err * 0.5 * r_a ** 2
     # Polar-angle kink, tolerance scaled by multiple scattering ~ 1/p.
-    th1 = np.arctan2(pb[:, 2] - pa[:, 2], np.hypot(*(pb[:, :2] - pa[:, :2]).T))
-    th2 = np.arctan2(pc[:, 2] - pb[:, 2], np.hypot(*(pc[:, :2] - pb[:, :2]).T))
+    th1 = np.arctan2(pb[:, 2] - pa[:, 2], l_ab)
+    th2 = np.arctan2(pc[:, 2] - pb[:, 2], l_bc)
     p = C_LIGHT * config.b_field / np.maximum(np.abs(h.kappa), 1e-9) * np.sqrt(1 + h.t ** 2)
     tol = pass_cfg.theta_tol * np.maximum(1.0 / p, 0.2)
     ok &= np.abs(th2 - th1) <= tol
     a, b, c = a[ok], b[ok], c[ok]
+    quality = ((th2 - th1) / tol)[ok] ** 2 + (d0 / (pass_cfg.d0_max + 3.0 * kappa_err * 0.5
+                                                    * r_a ** 2))[ok] ** 2
     # A triplet whose first doublet continues another triplet lies inside a longer chain:
     # following that chain's first triplet finds its hits anyway.
     n = max(int(prep.r.shape[0]), 1)
-    inner = np.isin(a * n + b, b * n + c)
-    return np.stack([a[~inner], b[~inner], c[~inner]], 1)
+    keep = ~np.isin(a * n + b, b * n + c)
+    a, b, c, quality = a[keep], b[keep], c[keep], quality[keep]
+    # At most ``seeds_per_hit`` triplets (the best) start at one hit.
+    order = np.lexsort((quality, a))
+    a, b, c = a[order], b[order], c[order]
+    start = np.r_[0, np.flatnonzero(np.diff(a)) + 1] if a.size else np.zeros(0, np.int64)
+    rank = np.arange(a.size) - np.repeat(start, np.diff(np.r_[start, a.size]))
+    keep = rank < pass_cfg.seeds_per_hit
+    return np.stack([a[keep], b[keep], c[keep]], 1)
 
 
 # ---------------------------------------------------------------------------- following
@@ -455,7 +532,7 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
         succ = np.take_along_axis(succ, near, 1)
         kk = succ.shape[1]
         ok_layer = np.isfinite(s_layer)
-        xq, yq, _ = advance(hh, np.where(ok_layer, s_layer, 0.0))
+        xq, yq, zq = advance(hh, np.where(ok_layer, s_layer, 0.0))
         pt = C_LIGHT * config.b_field / np.maximum(np.abs(h.kappa), 1e-9)
         p = pt * np.sqrt(1.0 + h.t ** 2)
         ms = theta_c / p  # scattering angle per layer (rad)
@@ -463,7 +540,18 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
         half = (4.0 * (ms[:, None] * np.maximum(s_layer, 20.0) + 0.05)
                 + 0.002 * s_layer) / r_q + 0.002
         ci, ki = np.nonzero(ok_layer)
-        rows, hit = query(index, succ[ci, ki], np.arctan2(yq[ci, ki], xq[ci, ki]), half[ci, ki])
+        # u window: road along z / r, plus the hit's offset from the ideal surface.
+        lay_q = succ[ci, ki]
+        bq = table.barrel[lay_q]
+        tq = h.t[ci]
+        dist_q = np.maximum(s_layer[ci, ki], 20.0) * np.sqrt(1.0 + tq ** 2)
+        slope_q = np.where(bq, np.sqrt(1.0 + tq ** 2), np.sqrt(1.0 + 1.0 / np.maximum(tq ** 2, 1e-12)))
+        offset = np.where(bq, 6.0 * np.abs(tq), 12.0 / np.maximum(np.abs(tq), 1e-3))
+        du = 4.0 * (ms[ci] * dist_q * slope_q + 2.0 * table.res_l[lay_q] + 0.002 * dist_q) \
+            + np.minimum(offset, 1e3) + 2.0
+        uq = np.where(bq, zq[ci, ki], np.hypot(xq[ci, ki], yq[ci, ki]))
+        rows, hit = query(index, lay_q, np.arctan2(yq[ci, ki], xq[ci, ki]), half[ci, ki],
+                          uq - du, uq + du)
         ci, ki = ci[rows], ki[rows]
         # Residuals: helix evaluated at the hit's own radius (barrel) or z (disk).
         hc = Helix(*(v[ci] for v in h))
@@ -478,7 +566,8 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
         dist = np.where(fin, s_hit, 0.0) * np.sqrt(1.0 + hc.t ** 2)
         msd = ms[ci] * dist
         sig_t = np.hypot(prep.res_t[hit] + prep.res_t[last[ci]], msd) + 0.002 * s_hit
-        slope = np.where(hb, np.sqrt(1.0 + hc.t ** 2), np.sqrt(1.0 + 1.0 / hc.t ** 2))
+        slope = np.where(hb, np.sqrt(1.0 + hc.t ** 2),
+                         np.sqrt(1.0 + 1.0 / np.maximum(hc.t ** 2, 1e-12)))
         sig_l = np.hypot(prep.res_l[hit] + prep.res_l[last[ci]], msd * slope) \
             + 0.002 * dist
         c2 = (d_t / sig_t) ** 2 + (d_l / sig_l) ** 2
