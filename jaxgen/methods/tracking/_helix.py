@@ -47,7 +47,9 @@ def helix_from_points(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> Helix:
     """The helix through three points, as a state at the last one.
 
     Args:
-      a, b, c: ``(n, 3)`` points in the order of travel.
+      a: ``(n, 3)`` first points (in the order of travel).
+      b: ``(n, 3)`` middle points.
+      c: ``(n, 3)`` last points.
 
     Returns:
       The state at ``c``: the transverse circle through the three points (Menger

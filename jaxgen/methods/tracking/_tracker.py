@@ -38,6 +38,7 @@ import numpy as np
 
 from jaxgen.data.trackml import Cells
 from jaxgen.data.trackml import Hits
+from jaxgen.data.trackml import Submission
 from jaxgen.data.trackml import build_layers
 from jaxgen.data.trackml import read_detector
 from jaxgen.methods.tracking._helix import C_LIGHT
@@ -298,13 +299,17 @@ def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def query(index: SearchIndex, layer: np.ndarray, phi: np.ndarray, half_width: np.ndarray,
           u_lo: np.ndarray | None = None, u_hi: np.ndarray | None = None
           ) -> tuple[np.ndarray, np.ndarray]:
-    """All (query, hit) pairs with the hit on ``layer``, within ``half_width`` of ``phi``
-    and with ``u_lo <= u <= u_hi`` (z in barrels, r in disks).
+    """All (query, hit) pairs with the hit on a layer, in a phi window and a u range.
+
+    ``u`` is z in barrels and r in disks.
 
     Args:
       index: from ``build_index``.
-      layer, phi, half_width: ``(q,)`` each (``half_width`` at most pi).
-      u_lo, u_hi: ``(q,)`` bounds of u (default: unbounded).
+      layer: ``(q,)`` layer index of each query.
+      phi: ``(q,)`` window centres (rad).
+      half_width: ``(q,)`` window half-widths (rad, at most pi).
+      u_lo: ``(q,)`` lower bounds of u (default: unbounded).
+      u_hi: ``(q,)`` upper bounds of u (default: unbounded).
 
     Returns:
       ``(query_row, hit)``, each ``(m,)``, sorted by query row.
@@ -530,7 +535,6 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
         near = np.argsort(s_layer, axis=1)[:, :config.search_layers + 1]
         s_layer = np.take_along_axis(s_layer, near, 1)
         succ = np.take_along_axis(succ, near, 1)
-        kk = succ.shape[1]
         ok_layer = np.isfinite(s_layer)
         xq, yq, zq = advance(hh, np.where(ok_layer, s_layer, 0.0))
         pt = C_LIGHT * config.b_field / np.maximum(np.abs(h.kappa), 1e-9)
@@ -545,7 +549,8 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
         bq = table.barrel[lay_q]
         tq = h.t[ci]
         dist_q = np.maximum(s_layer[ci, ki], 20.0) * np.sqrt(1.0 + tq ** 2)
-        slope_q = np.where(bq, np.sqrt(1.0 + tq ** 2), np.sqrt(1.0 + 1.0 / np.maximum(tq ** 2, 1e-12)))
+        slope_q = np.where(bq, np.sqrt(1.0 + tq ** 2),
+                           np.sqrt(1.0 + 1.0 / np.maximum(tq ** 2, 1e-12)))
         offset = np.where(bq, 6.0 * np.abs(tq), 12.0 / np.maximum(np.abs(tq), 1e-3))
         du = 4.0 * (ms[ci] * dist_q * slope_q + 2.0 * table.res_l[lay_q] + 0.002 * dist_q) \
             + np.minimum(offset, 1e3) + 2.0
@@ -711,32 +716,45 @@ def pick_up_overlaps(prep: Prepared, index: SearchIndex, track: np.ndarray,
 
 def find_tracks(hits: Hits, cells: Cells | None = None, config: TrackerConfig | None = None,
                 seed_filter=None) -> np.ndarray:
-    """Reconstructs the tracks of one event.
+    """Reconstructs the tracks of one event (deterministic).
 
     Args:
       hits: the event's hits (``jaxgen.data.trackml.Hits``), ``(n,)`` columns.
       cells: its cells, used by ``seed_filter`` (optional).
       config: tracker settings (default ``TrackerConfig()``).
-      seed_filter: a ``jaxgen.methods.trackseeding.SeedFilter``; doublets it rejects are
-        not seeded (requires ``cells`` if the filter uses cluster features).
+      seed_filter: a ``jaxgen.methods.trackseeding.SeedFilter``; seed doublets it
+        rejects are dropped (a cluster-based filter needs ``cells``).
 
     Returns:
       ``(n,)`` int64 track id per hit, aligned with ``hits``; 0 marks hits in no track.
+
+    Raises:
+      ValueError: for malformed hits or config, or a cluster filter without cells.
+
+    Example:
+      >>> import jax
+      >>> from jaxgen.data import trackml
+      >>> ev = trackml.simulate_event(jax.random.key(0),
+      ...                             trackml.SimConfig(n_particles=20, n_noise=0))
+      >>> track = find_tracks(ev.hits)
+      >>> track.shape == ev.hits.hit_id.shape
+      True
     """
+    check_hits(hits)
     config = TrackerConfig() if config is None else config
+    if not isinstance(config, TrackerConfig):
+        raise ValueError(f"`config` must be a TrackerConfig; got {type(config).__name__}.")
     prep = prepare_hits(hits)
     n = len(prep.r)
     track = np.zeros(n, np.int64)
     free = prep.layer >= 0
     next_id = 1
-    features = None
-    if seed_filter is not None:
-        features = seed_filter.hit_features(hits, cells)
+    cluster = None if seed_filter is None else seed_filter.hit_features(hits, cells)
     for pass_cfg in config.passes:
         index = build_index(prep, free)
         h1, h2 = doublets(prep, index, free, pass_cfg, config)
         if seed_filter is not None and h1.size:
-            keep = seed_filter.keep(prep, features, h1, h2)
+            keep = seed_filter.keep(prep, cluster, h1, h2)
             h1, h2 = h1[keep], h2[keep]
         seeds = triplets(prep, h1, h2, pass_cfg, config)
         if seeds.size == 0:
@@ -752,6 +770,14 @@ def find_tracks(hits: Hits, cells: Cells | None = None, config: TrackerConfig | 
         track = pick_up_overlaps(prep, index, track, free, config)
         free &= track == 0
     return track
+
+
+def reconstruct(event, config: TrackerConfig | None = None, seed_filter=None) -> Submission:
+    """``find_tracks`` on a ``jaxgen.data.trackml.Event``, as a ``Submission``."""
+    track = find_tracks(event.hits, event.cells, config, seed_filter)
+    n = len(track)
+    return Submission(np.full(n, int(event.event_id), np.int64),
+                      np.asarray(event.hits.hit_id, np.int64), track)
 
 
 def check_hits(hits: Hits) -> None:
