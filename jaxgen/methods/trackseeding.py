@@ -422,7 +422,8 @@ def _cosine_loss(model: nn.Module):
     def loss_fn(params, batch, key):
         del key
         pred = model.apply(params, batch["x"])
-        norm = jnp.linalg.norm(pred, axis=-1) + 1e-6
+        # sqrt(|p|^2 + eps): the norm's gradient stays finite at p = 0.
+        norm = jnp.sqrt(jnp.sum(pred * pred, -1) + 1e-12)
         return 1.0 - jnp.sum(pred * batch["u"], -1) / norm
 
     return loss_fn

@@ -13,6 +13,7 @@ from jaxgen.methods.tracking._tracker import PassConfig
 from jaxgen.methods.tracking._tracker import TrackerConfig
 from jaxgen.methods.tracking._tracker import find_tracks
 from jaxgen.methods.tracking._tracker import layer_table
+from jaxgen.methods.tracking._tracker import prepare_hits
 from jaxgen.methods.tracking._tracker import reconstruct
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "TrackerConfig",
     "find_tracks",
     "layer_table",
+    "prepare_hits",
     "reconstruct",
 ]
