@@ -144,8 +144,10 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
     perf = {}
     for name, filt in (("no_filter", None), ("filter", seed_filter)):
         acc, thr, sec, perfs = [], [], [], []
-        for ev in events:
+        for i, ev in enumerate(events):
             track, dt = _timed(ev, filt)
+            if i == 0 and filt is None:
+                display_track = track
             sub = _submission(ev, track)
             acc.append(score_event(ev.truth, sub))
             thr.append(score_event(ev.truth, sub, primaries_only=True))
@@ -234,7 +236,7 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
                             metrics["real_full"]["seconds"] < 10.0))
     metrics["checks"] = checks
     if workdir is not None:
-        _plot(workdir, events[0], find_tracks(events[0].hits), metrics)
+        _plot(workdir, events[0], display_track, metrics)
     return metrics
 
 

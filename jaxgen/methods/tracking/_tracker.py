@@ -682,8 +682,15 @@ def pick_up_overlaps(prep: Prepared, index: SearchIndex, track: np.ndarray,
     hit = srt
     good_track = ok[rep]
     hit, rep = hit[good_track], rep[good_track]
+    # Overlap partners lie within a few mm along the track: z in a barrel (the radial
+    # offset of the modules times cot theta), r in a disk (their z offset over cot theta).
+    t_abs = np.abs(helix.t[rep])
+    hit_barrel = layer_table().barrel[prep.layer[hit]]
+    du = np.where(hit_barrel, 5.0 + 8.0 * t_abs, 5.0 + 12.0 / np.maximum(t_abs, 1e-2))
+    du = du + 3.0 * prep.res_l[hit]
+    u0 = np.where(hit_barrel, prep.xyz[hit, 2], prep.r[hit])
     q_rows, cand = query(index, prep.layer[hit], prep.phi[hit],
-                         np.full(hit.shape, 0.02))
+                         np.full(hit.shape, 0.02), u0 - du, u0 + du)
     h0, t0, cand = hit[q_rows], rep[q_rows], cand
     keep = free[cand] & (prep.module[cand] != prep.module[h0])
     h0, t0, cand = h0[keep], t0[keep], cand[keep]
