@@ -2,7 +2,6 @@
 hit, determinism, the helix arithmetic against closed forms, the search index against brute
 force, bad inputs, the command line and the experiment's quick preset."""
 
-import dataclasses
 import pathlib
 
 import jax
@@ -13,10 +12,10 @@ from experiments import make_config
 from jaxgen.data import trackml
 from jaxgen.methods.tracking import PassConfig
 from jaxgen.methods.tracking import TrackerConfig
-from jaxgen.methods.tracking import find_tracks
-from jaxgen.methods.tracking import reconstruct
 from jaxgen.methods.tracking import _helix as hx
 from jaxgen.methods.tracking import _tracker as tk
+from jaxgen.methods.tracking import find_tracks
+from jaxgen.methods.tracking import reconstruct
 from jaxgen.methods.tracking.__main__ import main as cli_main
 from jaxgen.metrics.trackml import score_event
 
