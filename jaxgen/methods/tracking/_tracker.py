@@ -599,6 +599,15 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
         n_hits[cand] += 1
         chi2[cand] += c2
         alive = cand[n_hits[cand] < config.max_hits]
+        # Candidates that now end in the same two hits continue identically: keep the one
+        # with the most hits (then the smallest chi2) and stop the others here.
+        if alive.size > 1:
+            k1 = hits[alive, n_hits[alive] - 1]
+            k2 = hits[alive, n_hits[alive] - 2]
+            order = np.lexsort((chi2[alive], -n_hits[alive], k2, k1))
+            sk1, sk2 = k1[order], k2[order]
+            first = np.r_[True, (sk1[1:] != sk1[:-1]) | (sk2[1:] != sk2[:-1])]
+            alive = np.sort(alive[order[first]])
     return Candidates(hits, n_hits, chi2)
 
 
