@@ -111,6 +111,7 @@ class TrackerConfig:
     passes: tuple[PassConfig, ...] = (
         PassConfig(pt_min=0.4, d0_max=1.0, theta_tol=0.01),
         PassConfig(pt_min=0.18, d0_max=3.0, theta_tol=0.012),
+        PassConfig(pt_min=0.12, d0_max=3.0, theta_tol=0.015),
     )
     b_field: float = 2.0
     chi2_max: float = 12.0
