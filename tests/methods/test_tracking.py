@@ -193,7 +193,7 @@ def test_experiment_quick(tmp_path):
     from experiments import tracking
 
     config = make_config(tracking.Config, tracking.QUICK, n_particles=MEDIUM.n_particles,
-                         n_noise=MEDIUM.n_noise, filter_epochs=2)
+                         n_noise=MEDIUM.n_noise, filter_epochs=1)
     metrics = tracking.run(config, tmp_path)
     for key in ("sim", "filter_test", "real_subset", "timings", "checks"):
         assert key in metrics

@@ -109,9 +109,9 @@ def test_direction_regressor_learns_from_clusters(events):
     sel = np.flatnonzero((ev.hits.volume_id == 8) & (ev.truth.particle_id != 0))
     t = ev.truth
     u = np.stack([t.tpx, t.tpy, t.tpz], 1)[sel].astype(float)
-    sel = sel[:3000]
+    sel = sel[:2000]
     x = ts.singlet_inputs(prep, cluster, "combined")[sel]
-    u = u[:3000]
+    u = u[:2000]
     reg = ts.train_direction_regressor(jax.random.key(1), x, u, config=FAST_FIT)
     pred = ts.predict_direction(reg, x)
     np.testing.assert_allclose(np.linalg.norm(pred, axis=1), 1.0, rtol=1e-6)
@@ -146,7 +146,7 @@ def test_experiment_quick(tmp_path):
     from experiments import trackseeding
 
     config = make_config(trackseeding.Config, trackseeding.QUICK, n_particles=SIM.n_particles,
-                         n_noise=SIM.n_noise, epochs=2, singlet_hits=1000)
+                         n_noise=SIM.n_noise, epochs=1, singlet_hits=500)
     metrics = trackseeding.run(config, tmp_path)
     for key in ("sim", "real", "singlet", "checks"):
         assert key in metrics

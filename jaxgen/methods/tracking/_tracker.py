@@ -264,7 +264,7 @@ def prepare_hits(hits: Hits) -> Prepared:
                     layer, key * 100000 + hits.module_id, res_t, res_l)
 
 
-N_PHI_BINS = 256  # phi bins per layer of the search index
+N_PHI_BINS = 128  # phi bins per layer of the search index
 _U_OFFSET = 2048.0  # u (z in barrels, r in disks, |u| < 2048 mm) shifted to be positive
 _U_STRIDE = 4096.0
 
@@ -522,8 +522,7 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
         h = _fit(prep, hits[alive], n_hits[alive], config.fit_window)
         last = hits[alive, n_hits[alive] - 1]
         cur_layer = prep.layer[last]
-        succ = table.successors[cur_layer]  # (a, K)
-        a, kk = succ.shape
+        succ = table.successors[cur_layer]  # (alive, K)
         hh = Helix(*(v[:, None] for v in h))
         sl = np.maximum(succ, 0)
         barrel = table.barrel[sl]
