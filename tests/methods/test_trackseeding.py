@@ -109,10 +109,12 @@ def test_direction_regressor_learns_from_clusters(events):
     sel = np.flatnonzero((ev.hits.volume_id == 8) & (ev.truth.particle_id != 0))
     t = ev.truth
     u = np.stack([t.tpx, t.tpy, t.tpz], 1)[sel].astype(float)
-    sel = sel[:2000]
+    sel = sel[:3000]
     x = ts.singlet_inputs(prep, cluster, "combined")[sel]
-    u = u[:2000]
-    reg = ts.train_direction_regressor(jax.random.key(1), x, u, config=FAST_FIT)
+    u = u[:3000]
+    fit_cfg = FitConfig(epochs=5, batch_size=128, learning_rate=2e-3, schedule="constant",
+                        clip_norm=None, val_fraction=0.2, patience=3, progress=False)
+    reg = ts.train_direction_regressor(jax.random.key(1), x, u, config=fit_cfg)
     pred = ts.predict_direction(reg, x)
     np.testing.assert_allclose(np.linalg.norm(pred, axis=1), 1.0, rtol=1e-6)
     cos = np.sum(pred * u / np.linalg.norm(u, axis=1, keepdims=True), 1)
