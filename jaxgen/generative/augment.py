@@ -13,6 +13,7 @@ channels)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -182,6 +183,7 @@ def compose(*augments: Augment) -> Augment:
     return augment
 
 
+@functools.lru_cache(maxsize=64)
 def vector_augment(jitter: float = 0.1, dropout: float = 0.0, rotation: float = 0.0,
                    scale: float = 0.0) -> Augment:
     """A SimCLR view generator for vectors ``(n, dim)``.
@@ -193,7 +195,8 @@ def vector_augment(jitter: float = 0.1, dropout: float = 0.0, rotation: float = 
       scale: largest log-scale factor (0 disables it).
 
     Returns:
-      ``augment(key, x)``.
+      ``augment(key, x)``; the same object for the same arguments (cached), so training
+      functions built on it are compiled once.
     """
     check_positive("jitter", jitter, allow_zero=True)
     _check_rate("dropout", dropout)
@@ -210,6 +213,7 @@ def vector_augment(jitter: float = 0.1, dropout: float = 0.0, rotation: float = 
     return compose(*parts)
 
 
+@functools.lru_cache(maxsize=64)
 def image_augment(max_shift: int = 1, flip: bool = False, noise: float = 0.1,
                   cutout_size: int = 0) -> Augment:
     """A SimCLR view generator for small images ``(n, h, w[, c])``.
@@ -221,7 +225,7 @@ def image_augment(max_shift: int = 1, flip: bool = False, noise: float = 0.1,
       cutout_size: side of the cutout square (0 disables it).
 
     Returns:
-      ``augment(key, x)``.
+      ``augment(key, x)`` (cached per arguments, like ``vector_augment``).
     """
     check_positive("max_shift", max_shift, allow_zero=True)
     check_positive("noise", noise, allow_zero=True)

@@ -11,10 +11,11 @@ Here the components are found first and each gets its own generator:
 2. k-means on the unit-normalised encoder features gives ``K`` clusters and their
    empirical fractions ``pi_k``;
 3. one small stochastic generator ``G_k: N(0, I) -> x`` per cluster is trained
-   adversarially on that cluster's points; the ``K`` GANs train together in one
-   ``vmap`` of the ``lax.scan`` GAN loop (``gan.make_trainer``), on padded per-cluster
-   data;
-4. sampling draws ``k ~ Cat(pi)`` and returns ``G_k(eps)``.
+   adversarially on that cluster's points, standardised by the cluster's mean ``m_k``
+   and per-feature std ``s_k`` (so every GAN solves a problem of unit scale); the ``K``
+   GANs train together in one ``vmap`` of the ``lax.scan`` GAN loop
+   (``gan.make_trainer``), on padded per-cluster data;
+4. sampling draws ``k ~ Cat(pi)`` and returns ``m_k + s_k * G_k(eps)``.
 
 The paper's generators also carry a reconstruction term through the encoder; this
 implementation trains each ``G_k`` with the adversarial loss only (the clusters are the
@@ -41,8 +42,8 @@ from jaxgen.generative.contrastive import embed
 from jaxgen.generative.contrastive import train_encoder
 from jaxgen.generative.gan import GANConfig
 from jaxgen.generative.gan import GANSpec
+from jaxgen.generative.gan import compiled_trainer
 from jaxgen.generative.gan import init_state
-from jaxgen.generative.gan import make_trainer
 from jaxgen.generative.gan import mlp_gan
 from jaxgen.generative.kmeans import kmeans
 from jaxgen.train import FitConfig
@@ -58,6 +59,8 @@ class ClusteredGenerator(NamedTuple):
       labels: ``(n,)`` cluster of each training point.
       spec: the per-cluster ``GANSpec`` (shared functions).
       g_params: generator parameters stacked over clusters (leading axis ``K``), the EMA.
+      loc: ``(K, d)`` per-cluster means ``m_k``.
+      scale: ``(K, d)`` per-cluster standard deviations ``s_k``.
       history: per-cluster GAN losses, each ``(K, steps)``.
     """
 
@@ -67,6 +70,8 @@ class ClusteredGenerator(NamedTuple):
     labels: jax.Array
     spec: GANSpec
     g_params: Any
+    loc: jax.Array
+    scale: jax.Array
     history: dict
 
 
@@ -164,6 +169,13 @@ def fit_clustered_generator(
     feats = embed(encoder, x, normalize=True)
     km = kmeans(k_km, feats, k, num_restarts=config.kmeans_restarts)
     padded, counts = pad_by_cluster(x, km.labels, k)
+    valid = (jnp.arange(padded.shape[1])[None, :] < counts[:, None])[..., None]
+    n_k = jnp.maximum(counts, 1)[:, None].astype(jnp.float32)
+    loc = jnp.sum(jnp.where(valid, padded, 0.0), 1) / n_k
+    var = jnp.sum(jnp.where(valid, (padded - loc[:, None]) ** 2, 0.0), 1) / n_k
+    # A single-point (or constant) cluster has zero spread: keep its scale at 1.
+    scale = jnp.where(var > 0, jnp.sqrt(var), 1.0)
+    padded = jnp.where(valid, (padded - loc[:, None]) / scale[:, None], 0.0)
 
     def build(kk):
         return mlp_gan(kk, dim=x.shape[1], latent_dim=config.latent_dim,
@@ -172,11 +184,11 @@ def fit_clustered_generator(
     spec = build(k_init)[0]
     g_params, d_params = jax.vmap(lambda kk: build(kk)[1:])(jax.random.split(k_init, k))
     states = jax.vmap(lambda g, d: init_state(config.gan, g, d))(g_params, d_params)
-    train = jax.jit(jax.vmap(make_trainer(spec, config.gan)))
+    train = compiled_trainer(spec, config.gan, vmapped=True)
     states, history = train(states, padded, counts, jax.random.split(k_gan, k))
     weights = counts.astype(jnp.float32) / x.shape[0]
     return ClusteredGenerator(encoder, km.centroids, weights, km.labels, spec,
-                              states.ema_params, history)
+                              states.ema_params, loc, scale, history)
 
 
 def sample_clustered(model: ClusteredGenerator, key: jax.Array, n: int) -> jax.Array:
@@ -186,12 +198,13 @@ def sample_clustered(model: ClusteredGenerator, key: jax.Array, n: int) -> jax.A
     which keeps the shapes static (jit-able) at ``K`` times the cost of one generator.
     """
     check_positive("n", n)
-    return _sample(model.spec, model.g_params, model.weights, key, int(n))
+    return _sample(model.spec, model.g_params, model.weights, model.loc, model.scale, key,
+                   int(n))
 
 
-def _sample(spec, g_params, weights, key, n):
+def _sample(spec, g_params, weights, loc, scale, key, n):
     k_cat, k_lat = jax.random.split(key)
     which = jax.random.categorical(k_cat, jnp.log(weights), shape=(n,))
     latent = spec.sample_latent(k_lat, n)
     outs = jax.vmap(lambda p: spec.generate(p, latent))(g_params)
-    return outs[which, jnp.arange(n)]
+    return loc[which] + scale[which] * outs[which, jnp.arange(n)]

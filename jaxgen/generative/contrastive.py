@@ -117,13 +117,15 @@ class ContrastiveModel(NamedTuple):
     result: FitResult
 
 
+@functools.lru_cache(maxsize=64)
 def simclr_loss(
     module: ContrastiveEncoder, augment: Augment, temperature: float = 0.5
 ):
     """The per-example SimCLR loss ``loss_fn(params, x, key) -> (n,)`` for ``jaxgen.train.fit``.
 
     Two views of the batch are drawn with ``augment`` and independent keys; the loss is
-    ``nt_xent_loss`` of their projections.
+    ``nt_xent_loss`` of their projections. Cached per arguments, so repeated ``fit``
+    calls with the same encoder and augmentation reuse the compiled epoch.
     """
     check_positive("temperature", temperature)
 

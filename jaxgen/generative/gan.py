@@ -32,6 +32,7 @@ GANs (one per cluster in ``jaxgen.generative.clustered``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
@@ -309,6 +310,17 @@ def make_trainer(spec: GANSpec, config: GANConfig) -> Callable:
     return train
 
 
+@functools.lru_cache(maxsize=32)
+def compiled_trainer(spec: GANSpec, config: GANConfig, vmapped: bool = False) -> Callable:
+    """The jitted (optionally vmapped) ``make_trainer``, cached per (spec, config).
+
+    Repeated fits with equal specs and configs (``mlp_gan`` caches its spec per
+    architecture) reuse one compiled program instead of retracing.
+    """
+    train = make_trainer(spec, config)
+    return jax.jit(jax.vmap(train) if vmapped else train)
+
+
 class GANResult(NamedTuple):
     """What ``train_gan`` returns: the final ``GANState`` and per-step ``history``."""
 
@@ -344,7 +356,7 @@ def train_gan(
     check_array("data", data, ndim=(2, 3, 4))
     if data.shape[0] < 2:
         raise ValueError(f"`data` needs at least 2 rows; got {data.shape[0]}.")
-    train = jax.jit(make_trainer(spec, config))
+    train = compiled_trainer(spec, config)
     state, history = train(init_state(config, g_params, d_params), data,
                            jnp.asarray(data.shape[0], jnp.int32), key)
     return GANResult(state, history)
@@ -377,18 +389,28 @@ def mlp_gan(
     """
     for name, v in (("dim", dim), ("latent_dim", latent_dim)):
         check_positive(name, v)
-    act = lambda h: nn.leaky_relu(h, 0.2)  # noqa: E731
-    gen = MLP((*g_hidden, dim), activation=act)
-    disc = MLP((*d_hidden, 1), activation=act)
+    spec, gen, disc = _mlp_gan_spec(int(dim), int(latent_dim), tuple(g_hidden), tuple(d_hidden))
     kg, kd = jax.random.split(key)
     g_params = gen.init(kg, jnp.zeros((1, latent_dim)))
     d_params = disc.init(kd, jnp.zeros((1, dim)))
+    return spec, g_params, d_params
+
+
+def _leaky_relu(h: jax.Array) -> jax.Array:
+    return nn.leaky_relu(h, 0.2)
+
+
+@functools.lru_cache(maxsize=32)
+def _mlp_gan_spec(dim, latent_dim, g_hidden, d_hidden):
+    # Cached so that equal architectures share one spec, hence one compiled trainer.
+    gen = MLP((*g_hidden, dim), activation=_leaky_relu)
+    disc = MLP((*d_hidden, 1), activation=_leaky_relu)
     spec = GANSpec(
         generate=lambda p, z: gen.apply(p, z),
         discriminate=lambda p, x: disc.apply(p, x)[:, 0],
         sample_latent=lambda k, n: jax.random.normal(k, (n, latent_dim)),
     )
-    return spec, g_params, d_params
+    return spec, gen, disc
 
 
 def sample(spec: GANSpec, g_params: Params, key: jax.Array, n: int) -> jax.Array:
