@@ -33,6 +33,7 @@ from jaxgen.generative.gan import GANConfig
 from jaxgen.generative.gan import GANResult
 from jaxgen.generative.gan import GANSpec
 from jaxgen.generative.gan import GANState
+from jaxgen.generative.gan import compiled_trainer
 from jaxgen.generative.gan import discriminator_loss
 from jaxgen.generative.gan import generator_loss
 from jaxgen.generative.gan import gradient_penalty
@@ -64,6 +65,7 @@ __all__ = [
     "KMeansResult",
     "LinearProbe",
     "assign",
+    "compiled_trainer",
     "compose",
     "cutout",
     "diff_augment",
