@@ -43,6 +43,7 @@ from jaxgen.generative.gan import mlp_gan
 from jaxgen.generative.gan import r1_penalty
 from jaxgen.generative.gan import sample
 from jaxgen.generative.gan import train_gan
+from jaxgen.generative.gan import train_gan_ablation
 from jaxgen.generative.kmeans import KMeansResult
 from jaxgen.generative.kmeans import assign
 from jaxgen.generative.kmeans import kmeans
@@ -98,6 +99,7 @@ __all__ = [
     "simclr_loss",
     "train_encoder",
     "train_gan",
+    "train_gan_ablation",
     "train_linear_probe",
     "vector_augment",
 ]

@@ -223,51 +223,76 @@ def init_state(config: GANConfig, g_params: Params, d_params: Params) -> GANStat
                     jnp.zeros((), jnp.int32))
 
 
-def make_trainer(spec: GANSpec, config: GANConfig) -> Callable:
+def make_trainer(
+    spec: GANSpec, config: GANConfig, losses: tuple[str, ...] | None = None
+) -> Callable:
     """Builds the pure training function of a GAN.
 
     Args:
       spec: the ``GANSpec``.
       config: the ``GANConfig``.
+      losses: optional tuple of loss names selected at run time by ``loss_id`` (a
+        ``lax.switch``), so one compiled program can be vmapped over a loss ablation;
+        ``None`` uses ``config.loss``.
 
     Returns:
-      ``train(state, data, n_valid, key) -> (state, history)``: runs ``config.steps``
-      generator steps in a ``lax.scan``. ``data`` is ``(n, ...)``; batches are drawn
-      uniformly with replacement from its first ``n_valid`` rows (so padded per-cluster
-      data can be vmapped). ``history`` holds ``d_loss``, ``g_loss`` and ``aux_loss``
-      per step, each ``(steps,)``. Jit it, or vmap it over stacked states, data and keys.
+      ``train(state, data, n_valid, key, loss_id=0) -> (state, history)``: runs
+      ``config.steps`` generator steps in a ``lax.scan``. ``data`` is ``(n, ...)``;
+      batches are drawn uniformly with replacement from its first ``n_valid`` rows (so
+      padded per-cluster data can be vmapped). ``history`` holds ``d_loss``, ``g_loss``
+      and ``aux_loss`` per step, each ``(steps,)``. Jit it, or vmap it over stacked
+      states, data, keys or loss ids.
     """
     g_opt, d_opt = _optimizers(config)
     bs = config.batch_size
+    names = (config.loss,) if losses is None else tuple(losses)
+    for name in names:
+        check_in("losses", name, LOSSES)
+    is_wgan = jnp.asarray([n == "wgan_gp" for n in names])
+
+    def d_adv(loss_id, real_logits, fake_logits):
+        if len(names) == 1:
+            return discriminator_loss(names[0], real_logits, fake_logits)
+        branches = [functools.partial(discriminator_loss, n) for n in names]
+        return jax.lax.switch(loss_id, branches, real_logits, fake_logits)
+
+    def g_adv(loss_id, fake_logits):
+        if len(names) == 1:
+            return generator_loss(names[0], fake_logits)
+        branches = [functools.partial(generator_loss, n) for n in names]
+        return jax.lax.switch(loss_id, branches, fake_logits)
 
     def aug(key, x):
         return x if spec.augment is None else spec.augment(key, x)
 
-    def d_objective(d_params, g_params, real, key, step):
+    def d_objective(d_params, g_params, real, key, step, loss_id):
         k_lat, k_ar, k_af, k_gp = jax.random.split(key, 4)
         fake = spec.generate(g_params, spec.sample_latent(k_lat, bs))
         fake = jax.lax.stop_gradient(fake)
         real_logits = spec.discriminate(d_params, aug(k_ar, real))
         fake_logits = spec.discriminate(d_params, aug(k_af, fake))
-        loss = discriminator_loss(config.loss, real_logits, fake_logits)
-        if config.loss == "wgan_gp" and config.gp_weight > 0:
-            loss = loss + config.gp_weight * gradient_penalty(
-                spec.discriminate, d_params, real, fake, k_gp)
+        loss = d_adv(loss_id, real_logits, fake_logits)
+        if "wgan_gp" in names and config.gp_weight > 0:
+            gp = gradient_penalty(spec.discriminate, d_params, real, fake, k_gp)
+            loss = loss + jnp.where(is_wgan[loss_id], config.gp_weight * gp, 0.0)
         if config.r1_weight > 0:
-            due = (step % config.r1_every == 0).astype(loss.dtype)
-            r1 = r1_penalty(spec.discriminate, d_params, real)
-            loss = loss + due * config.r1_weight * config.r1_every * r1
+            # A cond, not a mask: the double backward pass runs on due steps only.
+            r1 = jax.lax.cond(step % config.r1_every == 0,
+                              lambda: r1_penalty(spec.discriminate, d_params, real),
+                              lambda: jnp.zeros((), loss.dtype))
+            loss = loss + config.r1_weight * config.r1_every * r1
         return loss
 
-    def g_objective(g_params, d_params, key):
+    def g_objective(g_params, d_params, key, loss_id):
         k_lat, k_aug = jax.random.split(key)
         fake = spec.generate(g_params, spec.sample_latent(k_lat, bs))
-        loss = generator_loss(config.loss, spec.discriminate(d_params, aug(k_aug, fake)))
+        loss = g_adv(loss_id, spec.discriminate(d_params, aug(k_aug, fake)))
         if spec.g_regulariser is not None:
             loss = loss + spec.g_regulariser(g_params)
         return loss
 
-    def train(state: GANState, data: jax.Array, n_valid: jax.Array, key: jax.Array):
+    def train(state: GANState, data: jax.Array, n_valid: jax.Array, key: jax.Array,
+              loss_id: jax.Array | int = 0):
         def step(st: GANState, k):
             k_aux, k_d, k_g = jax.random.split(k, 3)
             g_params, g_state = st.g_params, st.g_opt_state
@@ -290,13 +315,14 @@ def make_trainer(spec: GANSpec, config: GANConfig) -> Callable:
                 dp, ds = carry
                 k_idx, k_loss = jax.random.split(kk)
                 real = data[jax.random.randint(k_idx, (bs,), 0, n_valid)]
-                val, grads = jax.value_and_grad(d_objective)(dp, g_params, real, k_loss, st.step)
+                val, grads = jax.value_and_grad(d_objective)(dp, g_params, real, k_loss,
+                                                             st.step, loss_id)
                 upd, ds = d_opt.update(grads, ds, dp)
                 return (optax.apply_updates(dp, upd), ds), val
 
             (d_params, d_state), d_losses = jax.lax.scan(
                 critic, (st.d_params, st.d_opt_state), jax.random.split(k_d, config.n_critic))
-            g_val, grads = jax.value_and_grad(g_objective)(g_params, d_params, k_g)
+            g_val, grads = jax.value_and_grad(g_objective)(g_params, d_params, k_g, loss_id)
             upd, g_state = g_opt.update(grads, g_state, g_params)
             g_params = optax.apply_updates(g_params, upd)
             decay = config.ema_decay
@@ -311,14 +337,19 @@ def make_trainer(spec: GANSpec, config: GANConfig) -> Callable:
 
 
 @functools.lru_cache(maxsize=32)
-def compiled_trainer(spec: GANSpec, config: GANConfig, vmapped: bool = False) -> Callable:
-    """The jitted (optionally vmapped) ``make_trainer``, cached per (spec, config).
+def compiled_trainer(spec: GANSpec, config: GANConfig, vmapped: bool = False,
+                     losses: tuple[str, ...] | None = None) -> Callable:
+    """The jitted ``make_trainer``, cached per (spec, config, vmapped, losses).
 
     Repeated fits with equal specs and configs (``mlp_gan`` caches its spec per
-    architecture) reuse one compiled program instead of retracing.
+    architecture) reuse one compiled program instead of retracing. ``vmapped=True``
+    maps over stacked states, data, ``n_valid`` and keys (one GAN per cluster);
+    ``losses`` maps over states and loss ids with shared data and key (an ablation).
     """
-    train = make_trainer(spec, config)
-    return jax.jit(jax.vmap(train) if vmapped else train)
+    train = make_trainer(spec, config, losses)
+    if losses is not None:
+        return jax.jit(jax.vmap(train, in_axes=(0, None, None, None, 0)))
+    return jax.jit(jax.vmap(train, in_axes=(0, 0, 0, 0)) if vmapped else train)
 
 
 class GANResult(NamedTuple):
@@ -360,6 +391,41 @@ def train_gan(
     state, history = train(init_state(config, g_params, d_params), data,
                            jnp.asarray(data.shape[0], jnp.int32), key)
     return GANResult(state, history)
+
+
+def train_gan_ablation(
+    key: jax.Array,
+    spec: GANSpec,
+    g_params: Params,
+    d_params: Params,
+    data: jax.typing.ArrayLike,
+    config: GANConfig,
+    losses: tuple[str, ...],
+) -> dict[str, GANResult]:
+    """Trains one GAN per loss in ``losses`` in a single vmapped program.
+
+    Every member starts from the same parameters and uses the same key (a paired
+    comparison); only the adversarial loss differs (``config.loss`` is ignored). One
+    compilation serves the whole ablation.
+
+    Returns:
+      ``{loss: GANResult}``.
+    """
+    losses = tuple(losses)
+    if not losses:
+        raise ValueError("`losses` must name at least one loss.")
+    data = jnp.asarray(data, jnp.float32)
+    check_array("data", data, ndim=(2, 3, 4))
+    state = init_state(config, g_params, d_params)
+    stack = jax.tree_util.tree_map(lambda a: jnp.stack([a] * len(losses)), state)
+    train = compiled_trainer(spec, config, losses=losses)
+    states, history = train(stack, data, jnp.asarray(data.shape[0], jnp.int32), key,
+                            jnp.arange(len(losses)))
+    return {
+        name: GANResult(jax.tree_util.tree_map(lambda a, i=i: a[i], states),
+                        {k: v[i] for k, v in history.items()})
+        for i, name in enumerate(losses)
+    }
 
 
 # ---------------------------------------------------------------- MLP GANs for vectors

@@ -56,8 +56,7 @@ from jaxgen.generative.contrastive import embed
 from jaxgen.generative.contrastive import train_encoder
 from jaxgen.generative.gan import GANConfig
 from jaxgen.generative.gan import GANSpec
-from jaxgen.generative.gan import init_state
-from jaxgen.generative.gan import make_trainer
+from jaxgen.generative.gan import train_gan_ablation
 from jaxgen.generative.kmeans import kmeans
 from jaxgen.generative.probe import LinearProbe
 from jaxgen.generative.probe import probe_logits
@@ -341,6 +340,29 @@ def train_infoscc(
         ``[-1, 1]``, or labels of the wrong shape or range.
     """
     config = config or InfoSCCConfig()
+    return train_infoscc_ablation(key, images, labels, config, (config.gan.loss,),
+                                  stages=stages)[config.gan.loss]
+
+
+def train_infoscc_ablation(
+    key: jax.Array,
+    images: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike | None,
+    config: InfoSCCConfig,
+    losses: Sequence[str],
+    *,
+    stages: tuple[ContrastiveModel, LinearProbe, jax.Array] | None = None,
+) -> dict[str, InfoSCCModel]:
+    """Trains InfoSCC-GAN once per adversarial loss, all in one vmapped program.
+
+    The encoder and classifier are shared (trained once); the generators start from the
+    same parameters and see the same batches, so the ablation is a paired comparison.
+    Arguments are those of ``train_infoscc`` plus ``losses`` (names from
+    ``jaxgen.generative.LOSSES``; ``config.gan.loss`` is ignored).
+
+    Returns:
+      ``{loss: InfoSCCModel}``.
+    """
     images = jnp.asarray(images, jnp.float32)
     check_array("images", images, ndim=3)
     if bool(jnp.any(jnp.abs(images) > 1.0 + 1e-6)):
@@ -361,11 +383,11 @@ def train_infoscc(
         raise ValueError("every class in [0, num_classes) needs at least one example.")
     gen, spec, g_params, d_params = build_gan(k_init, encoder, probe, label_weights,
                                               images.shape[1:], config)
-    train = jax.jit(make_trainer(spec, config.gan))
-    state, history = train(init_state(config.gan, g_params, d_params), images,
-                           jnp.asarray(images.shape[0], jnp.int32), k_gan)
-    return InfoSCCModel(encoder, probe, used_labels, label_weights, gen, spec,
-                        state.ema_params, history)
+    results = train_gan_ablation(k_gan, spec, g_params, d_params, images, config.gan,
+                                 tuple(losses))
+    return {name: InfoSCCModel(encoder, probe, used_labels, label_weights, gen, spec,
+                               res.state.ema_params, res.history)
+            for name, res in results.items()}
 
 
 def generate(model: InfoSCCModel, key: jax.Array, labels: jax.typing.ArrayLike,
