@@ -235,17 +235,17 @@ def _plot_eigen(model, key, path, label=3, steps=7) -> None:
     import matplotlib.pyplot as plt
 
     n_layers, q = len(model.generator.widths), model.generator.q
-    values = jnp.linspace(-3.0, 3.0, steps)
+    values = np.linspace(-3.0, 3.0, steps)
     rows = n_layers * q
-    eig = jnp.zeros((rows, steps, n_layers, q))
+    eig = np.zeros((rows, steps, n_layers, q), np.float32)
     for r in range(rows):
-        eig = eig.at[r, :, r // q, r % q].set(values)
-    eig = eig.reshape(rows * steps, n_layers, q)
+        eig[r, :, r // q, r % q] = values
+    eig = jnp.asarray(eig.reshape(rows * steps, n_layers, q))
     # The same noise for every image, so only the subspace coordinate changes.
     labels = jnp.full((rows * steps,), label)
     latent = model.spec.sample_latent(jax.random.fold_in(key, 1), 1)
     latent = {"noise": jnp.repeat(latent["noise"], rows * steps, 0), "y": labels, "eig": eig}
-    imgs = np.asarray(model.spec.generate(model.g_params, latent))
+    imgs = np.asarray(jax.jit(model.spec.generate)(model.g_params, latent))
     imgs = imgs.reshape((rows, steps) + imgs.shape[1:])
     fig, axes = plt.subplots(rows, steps, figsize=(steps * 0.8, rows * 0.8))
     for r in range(rows):

@@ -173,7 +173,7 @@ def train_encoder(
                                  weight_decay=1e-4, val_fraction=0.0, patience=None,
                                  progress=False)
     k_init, k_fit = jax.random.split(key)
-    params = module.init(k_init, x[:2])
+    params = jax.jit(module.init)(k_init, x[:2])  # one compile, not one per eager op
     result = fit(simclr_loss(module, augment, temperature), params, x, key=k_fit, config=config)
     return ContrastiveModel(module, result.params, result)
 

@@ -219,6 +219,11 @@ def _optimizers(config: GANConfig):
 def init_state(config: GANConfig, g_params: Params, d_params: Params) -> GANState:
     """The initial ``GANState``: fresh Adam states, EMA equal to the generator."""
     g_opt, d_opt = _optimizers(config)
+    return _init_state(g_opt, d_opt, g_params, d_params)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_state(g_opt, d_opt, g_params, d_params):
     return GANState(g_params, d_params, g_opt.init(g_params), d_opt.init(d_params), g_params,
                     jnp.zeros((), jnp.int32))
 
@@ -457,8 +462,8 @@ def mlp_gan(
         check_positive(name, v)
     spec, gen, disc = _mlp_gan_spec(int(dim), int(latent_dim), tuple(g_hidden), tuple(d_hidden))
     kg, kd = jax.random.split(key)
-    g_params = gen.init(kg, jnp.zeros((1, latent_dim)))
-    d_params = disc.init(kd, jnp.zeros((1, dim)))
+    g_params = jax.jit(gen.init)(kg, jnp.zeros((1, latent_dim)))
+    d_params = jax.jit(disc.init)(kd, jnp.zeros((1, dim)))
     return spec, g_params, d_params
 
 

@@ -83,7 +83,7 @@ def train_linear_probe(
     config = config or FitConfig(epochs=100, batch_size=256, learning_rate=3e-3,
                                  weight_decay=1e-6, val_fraction=0.1, patience=10,
                                  progress=False)
-    params = nn.Dense(num_classes).init(key, features[:1])
+    params = jax.jit(nn.Dense(num_classes).init)(key, features[:1])
 
     def loss_fn(p, batch, k):
         del k

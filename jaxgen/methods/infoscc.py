@@ -307,9 +307,9 @@ def build_gan(
     spec = GANSpec(generate, discriminate, sample_latent, regulariser,
                    classification_loss if config.cls_weight > 0 else None, augment)
     kg, kd = jax.random.split(key)
-    latent = sample_latent(kg, 2)
-    g_params = gen.init(kg, latent["noise"], latent["y"], latent["eig"])
-    d_params = disc.init(kd, jnp.zeros((1, int(np.prod(image_shape)))))
+    latent = jax.jit(sample_latent, static_argnums=1)(kg, 2)
+    g_params = jax.jit(gen.init)(kg, latent["noise"], latent["y"], latent["eig"])
+    d_params = jax.jit(disc.init)(kd, jnp.zeros((1, int(np.prod(image_shape)))))
     return gen, spec, g_params, d_params
 
 
@@ -408,21 +408,28 @@ def generate(model: InfoSCCModel, key: jax.Array, labels: jax.typing.ArrayLike,
     n = labels.shape[0]
     if bool(jnp.any((labels < 0) | (labels >= model.generator.num_classes))):
         raise ValueError(f"`labels` must lie in [0, {model.generator.num_classes}).")
-    latent = model.spec.sample_latent(key, n)
-    latent["y"] = labels
+    want = (n, len(model.generator.widths), model.generator.q)
     if eig is not None:
         eig = jnp.asarray(eig, jnp.float32)
         check_array("eig", eig, ndim=3)
-        if eig.shape != latent["eig"].shape:
-            raise ValueError(f"`eig` must have shape {latent['eig'].shape}; got {eig.shape}.")
+        if eig.shape != want:
+            raise ValueError(f"`eig` must have shape {want}; got {eig.shape}.")
+    return _generate(model.spec, model.g_params, key, labels, eig)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _generate(spec, g_params, key, labels, eig):
+    latent = spec.sample_latent(key, labels.shape[0])
+    latent["y"] = labels
+    if eig is not None:
         latent["eig"] = eig
-    return model.spec.generate(model.g_params, latent)
+    return spec.generate(g_params, latent)
 
 
 def classify(model: InfoSCCModel, images: jax.typing.ArrayLike) -> jax.Array:
     """Predicted attribute ``(n,)`` of images ``(n, h, w)`` by the frozen encoder + classifier."""
     feats = embed(model.encoder, images)
-    return jnp.argmax(probe_logits(model.probe.params, feats), -1)
+    return jnp.argmax(jax.jit(probe_logits)(model.probe.params, feats), -1)
 
 
 def attribute_control_accuracy(model: InfoSCCModel, key: jax.Array,
