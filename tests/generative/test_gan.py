@@ -60,20 +60,41 @@ def test_penalties_of_a_linear_critic(transform):
 MU, SIGMA, B = 1.5, 0.5, 256
 
 
-@pytest.mark.parametrize("loss", ["non_saturating", "hinge", "least_squares"])
-def test_gan_fits_a_1d_gaussian(loss):
+def test_gan_fits_a_1d_gaussian_with_each_loss():
+    """The three losses train together in one vmapped program (``train_gan_ablation``)."""
     data = MU + SIGMA * jax.random.normal(jax.random.key(1), (20_000, 1))
     spec, g0, d0 = G.mlp_gan(jax.random.key(0), dim=1, latent_dim=1, g_hidden=(),
                              d_hidden=(32, 32))
-    cfg = G.GANConfig(loss=loss, steps=3000, batch_size=B, g_learning_rate=2e-3,
-                      d_learning_rate=2e-3, ema_decay=0.99, schedule="cosine")
-    res = G.train_gan(jax.random.key(2), spec, g0, d0, data, cfg)
-    layer = res.state.ema_params["params"]["Dense_0"]
-    mean, std = float(layer["bias"][0]), abs(float(layer["kernel"][0, 0]))
-    assert abs(mean - MU) < 3 * SIGMA / math.sqrt(B), mean
-    assert abs(std - SIGMA) < 3 * SIGMA / math.sqrt(2 * B), std
-    samples = G.sample(spec, res.state.ema_params, jax.random.key(3), 10)
+    cfg = G.GANConfig(steps=3000, batch_size=B, g_learning_rate=2e-3, d_learning_rate=2e-3,
+                      ema_decay=0.99, schedule="cosine")
+    losses = ("non_saturating", "hinge", "least_squares")
+    results = G.train_gan_ablation(jax.random.key(2), spec, g0, d0, data, cfg, losses)
+    assert tuple(results) == losses
+    for loss, res in results.items():
+        layer = res.state.ema_params["params"]["Dense_0"]
+        mean, std = float(layer["bias"][0]), abs(float(layer["kernel"][0, 0]))
+        assert abs(mean - MU) < 3 * SIGMA / math.sqrt(B), (loss, mean)
+        assert abs(std - SIGMA) < 3 * SIGMA / math.sqrt(2 * B), (loss, std)
+        assert res.history["g_loss"].shape == (3000,)
+    samples = G.sample(spec, results["hinge"].state.ema_params, jax.random.key(3), 10)
     assert samples.shape == (10, 1)
+
+
+def test_ablation_member_equals_a_single_run():
+    """A member of the lax.switch ablation is the same GAN as a plain run of that loss.
+    Also: equal architectures share one spec and hence one compiled trainer."""
+    spec, g0, d0, cfg = _tiny(loss="hinge")
+    data = jax.random.normal(jax.random.key(1), (64, 2))
+    single = G.train_gan(jax.random.key(2), spec, g0, d0, data, cfg)
+    spec2 = G.mlp_gan(jax.random.key(5), dim=2, latent_dim=2, g_hidden=(8,), d_hidden=(8,))[0]
+    assert spec2 is spec
+    hits = G.compiled_trainer.cache_info().hits
+    G.train_gan(jax.random.key(3), spec2, g0, d0, data, cfg)
+    assert G.compiled_trainer.cache_info().hits == hits + 1
+    ablation = G.train_gan_ablation(jax.random.key(2), spec, g0, d0, data, cfg,
+                                    ("least_squares", "hinge"))
+    np.testing.assert_allclose(ablation["hinge"].history["d_loss"], single.history["d_loss"],
+                               rtol=1e-4, atol=1e-5)
 
 
 def _tiny(**kw):
@@ -84,7 +105,7 @@ def _tiny(**kw):
 
 
 def test_vmapped_trainer_equals_separate_runs():
-    spec, g0, d0, cfg = _tiny(r1_weight=1.0, r1_every=2)
+    spec, g0, d0, cfg = _tiny(loss="hinge")
     data = jax.random.normal(jax.random.key(1), (64, 2))
     keys = jax.random.split(jax.random.key(2), 2)
     state = G.init_state(cfg, g0, d0)
@@ -111,17 +132,6 @@ def test_schedule_critic_steps_and_auxiliary_updates():
     assert int(res.state.g_opt_state[0].count) == cfg.steps + cfg.steps // 2
     np.testing.assert_array_equal(res.history["aux_loss"], [1.0, 0, 1.0, 0, 1.0, 0])
     assert int(res.state.step) == cfg.steps
-
-
-def test_equal_specs_share_one_compiled_trainer():
-    spec, g0, d0, cfg = _tiny()
-    spec2 = G.mlp_gan(jax.random.key(5), dim=2, latent_dim=2, g_hidden=(8,), d_hidden=(8,))[0]
-    assert spec2 is spec
-    data = jax.random.normal(jax.random.key(1), (64, 2))
-    G.train_gan(jax.random.key(0), spec, g0, d0, data, cfg)
-    hits = G.compiled_trainer.cache_info().hits
-    G.train_gan(jax.random.key(1), spec2, g0, d0, data, cfg)
-    assert G.compiled_trainer.cache_info().hits == hits + 1
 
 
 @pytest.mark.parametrize(

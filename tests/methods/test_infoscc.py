@@ -53,7 +53,8 @@ def test_subspace_layer_initialisation_and_map():
     np.testing.assert_allclose(out, params["L"][:, None] * params["U"], rtol=1e-6)
 
 
-def _tiny_model():
+@pytest.fixture(scope="module")
+def tiny():
     """An untrained model assembled from initialised parts (no training)."""
     cfg = I.InfoSCCConfig(num_classes=3, encoder_features=(16, 8), encoder_projection=(8, 4),
                           widths=(16, 32), d_hidden=(16,), noise_dim=4)
@@ -69,8 +70,8 @@ def _tiny_model():
     return model, spec, g_params, d_params
 
 
-def test_generator_shapes_range_and_regularisers():
-    model, spec, g_params, d_params = _tiny_model()
+def test_generator_shapes_range_and_regularisers(tiny):
+    model, spec, g_params, d_params = tiny
     imgs = I.generate(model, jax.random.key(3), jnp.array([0, 1, 2, 2]))
     assert imgs.shape == (4, 8, 8)
     assert float(jnp.max(jnp.abs(imgs))) <= 1.0
@@ -85,8 +86,8 @@ def test_generator_shapes_range_and_regularisers():
     assert 0.0 <= acc <= 1.0 and per_class.shape == (3,)
 
 
-def test_generate_vmap_and_jit_match():
-    model, spec, g_params, _ = _tiny_model()
+def test_generate_vmap_and_jit_match(tiny):
+    model, spec, g_params, _ = tiny
     latent = spec.sample_latent(jax.random.key(0), 6)
     direct = spec.generate(g_params, latent)
     jitted = jax.jit(spec.generate)(g_params, latent)
@@ -114,8 +115,8 @@ def test_generate_vmap_and_jit_match():
         (lambda m: experiment.Config(labels="external", num_classes=5), "num_classes"),
     ],
 )
-def test_errors(call, match):
-    model = _tiny_model()[0]
+def test_errors(tiny, call, match):
+    model = tiny[0]
     with pytest.raises(ValueError, match=match):
         call(model)
 
@@ -123,7 +124,7 @@ def test_errors(call, match):
 def test_experiment_smoke(tmp_path):
     """The quick preset shrunk further (the test budget; R1 and DiffAugment off to cut
     compile time): every metric and plot appears."""
-    config = make_config(experiment.Config, experiment.QUICK, encoder_epochs=1, gan_steps=20,
+    config = make_config(experiment.Config, experiment.QUICK, encoder_epochs=1, gan_steps=10,
                          ablation_losses=("hinge",), n_per_class=10, r1_weight=0.0,
                          diff_augment_p=0.0)
     metrics = experiment.run(config, tmp_path)
