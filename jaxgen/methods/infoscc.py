@@ -307,8 +307,8 @@ def build_gan(
     spec = GANSpec(generate, discriminate, sample_latent, regulariser,
                    classification_loss if config.cls_weight > 0 else None, augment)
     kg, kd = jax.random.split(key)
-    latent = jax.jit(sample_latent, static_argnums=1)(kg, 2)
-    g_params = jax.jit(gen.init)(kg, latent["noise"], latent["y"], latent["eig"])
+    g_params = jax.jit(gen.init)(kg, jnp.zeros((1, config.noise_dim)), jnp.zeros(1, jnp.int32),
+                                 jnp.zeros((1, n_layers, config.q)))
     d_params = jax.jit(disc.init)(kd, jnp.zeros((1, int(np.prod(image_shape)))))
     return gen, spec, g_params, d_params
 
