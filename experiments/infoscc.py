@@ -21,11 +21,14 @@ The FD between the training and held-out real digits is reported as the noise fl
 
 Command::
 
-    python -m experiments.infoscc            # 100 encoder epochs, 10000 GAN steps (~6 min)
-    python -m experiments.infoscc --quick    # 15 epochs, 1000 steps (~40 s)
+    python -m experiments.infoscc            # 100 encoder epochs, 10000 GAN steps (~3 min)
+    python -m experiments.infoscc --quick    # 15 epochs, 1000 steps (~45 s)
 
-Expected (quick, CPU): accuracy 1.0 for every loss; FD about 4 (independent-pixel
-baseline about 7, full-covariance Gaussian about 3, real-vs-real floor about 1.2).
+Measured (2-core CPU, seed 0). Default: attribute-control accuracy 1.000 for least
+squares, hinge and non-saturating alike; feature FD 1.81 / 1.51 / 1.91 against 10.7 for
+independent pixels, 2.46 for the full-covariance Gaussian and a real-vs-real floor of
+0.63; held-out accuracy of the linear classifier 0.95. Quick: accuracy 1.000 for every
+loss, FD 4.5 / 2.6 / 4.2 (independent pixels 6.9, full Gaussian 1.8, floor 0.51).
 Writes metrics.json, digits.png (a grid of generated digits per label) and
 eigen_dimensions.png (moving along each subspace coordinate of each layer, the others
 fixed).
