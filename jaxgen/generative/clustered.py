@@ -169,26 +169,33 @@ def fit_clustered_generator(
     feats = embed(encoder, x, normalize=True)
     km = kmeans(k_km, feats, k, num_restarts=config.kmeans_restarts)
     padded, counts = pad_by_cluster(x, km.labels, k)
-    valid = (jnp.arange(padded.shape[1])[None, :] < counts[:, None])[..., None]
-    n_k = jnp.maximum(counts, 1)[:, None].astype(jnp.float32)
-    loc = jnp.sum(jnp.where(valid, padded, 0.0), 1) / n_k
-    var = jnp.sum(jnp.where(valid, (padded - loc[:, None]) ** 2, 0.0), 1) / n_k
-    # A single-point (or constant) cluster has zero spread: keep its scale at 1.
-    scale = jnp.where(var > 0, jnp.sqrt(var), 1.0)
-    padded = jnp.where(valid, (padded - loc[:, None]) / scale[:, None], 0.0)
+    padded, loc, scale = _standardise(padded, counts)
 
     def build(kk):
         return mlp_gan(kk, dim=x.shape[1], latent_dim=config.latent_dim,
                        g_hidden=config.g_hidden, d_hidden=config.d_hidden)
 
     spec = build(k_init)[0]
-    g_params, d_params = jax.vmap(lambda kk: build(kk)[1:])(jax.random.split(k_init, k))
+    g_params, d_params = jax.jit(jax.vmap(lambda kk: build(kk)[1:]))(
+        jax.random.split(k_init, k))
     states = jax.vmap(lambda g, d: init_state(config.gan, g, d))(g_params, d_params)
     train = compiled_trainer(spec, config.gan, vmapped=True)
     states, history = train(states, padded, counts, jax.random.split(k_gan, k))
     weights = counts.astype(jnp.float32) / x.shape[0]
     return ClusteredGenerator(encoder, km.centroids, weights, km.labels, spec,
                               states.ema_params, loc, scale, history)
+
+
+@jax.jit
+def _standardise(padded, counts):
+    """Per-cluster mean and std of padded data ``(K, n_max, d)``; the data standardised."""
+    valid = (jnp.arange(padded.shape[1])[None, :] < counts[:, None])[..., None]
+    n_k = jnp.maximum(counts, 1)[:, None].astype(jnp.float32)
+    loc = jnp.sum(jnp.where(valid, padded, 0.0), 1) / n_k
+    var = jnp.sum(jnp.where(valid, (padded - loc[:, None]) ** 2, 0.0), 1) / n_k
+    # A single-point (or constant) cluster has zero spread: keep its scale at 1.
+    scale = jnp.where(var > 0, jnp.sqrt(var), 1.0)
+    return jnp.where(valid, (padded - loc[:, None]) / scale[:, None], 0.0), loc, scale
 
 
 def sample_clustered(model: ClusteredGenerator, key: jax.Array, n: int) -> jax.Array:

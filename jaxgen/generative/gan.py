@@ -462,9 +462,15 @@ def mlp_gan(
         check_positive(name, v)
     spec, gen, disc = _mlp_gan_spec(int(dim), int(latent_dim), tuple(g_hidden), tuple(d_hidden))
     kg, kd = jax.random.split(key)
-    g_params = jax.jit(gen.init)(kg, jnp.zeros((1, latent_dim)))
-    d_params = jax.jit(disc.init)(kd, jnp.zeros((1, dim)))
+    g_params = _jit_init(gen)(kg, jnp.zeros((1, latent_dim)))
+    d_params = _jit_init(disc)(kd, jnp.zeros((1, dim)))
     return spec, g_params, d_params
+
+
+@functools.lru_cache(maxsize=64)
+def _jit_init(module: nn.Module) -> Callable:
+    # One jitted init per (cached) module: repeated builds do not recompile.
+    return jax.jit(module.init)
 
 
 def _leaky_relu(h: jax.Array) -> jax.Array:
