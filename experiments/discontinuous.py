@@ -24,8 +24,9 @@ Command::
 Measured (2-core CPU, seed 0). Default: squares precision 0.9996 clustered vs 0.902
 single, ring 0.9999 vs 0.730; purity 1.0 on both; clustered mass errors 0.0028 and
 0.0020 (tolerances 0.0095 and 0.0072). Quick: squares 0.975 vs 0.848, ring 0.9992 vs
-0.453, purity 1.0, mass errors 0.0027 and 0.010 (tolerances 0.021 and 0.016). Writes metrics.json and
-discontinuous.png (data, clustered samples coloured by cluster, single-GAN samples).
+0.453, purity 1.0, mass errors 0.0027 and 0.010 (tolerances 0.021 and 0.016).
+Writes metrics.json and discontinuous.png (data, clustered samples coloured by cluster,
+single-GAN samples).
 """
 
 from __future__ import annotations
