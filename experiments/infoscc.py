@@ -44,6 +44,7 @@ import numpy as np
 
 from experiments import check
 from experiments import main
+from jaxgen.data import digits
 from jaxgen.generative import LOSSES
 from jaxgen.generative import GANConfig
 from jaxgen.generative import embed
@@ -104,11 +105,9 @@ QUICK = dict(encoder_epochs=15, gan_steps=1000)
 
 
 def load_digits_scaled() -> tuple[np.ndarray, np.ndarray]:
-    """The scikit-learn digits as ``(1797, 8, 8)`` images in ``[-1, 1]`` and their labels."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return (d.images / 8.0 - 1.0).astype(np.float32), d.target.astype(np.int32)
+    """The packaged 8x8 digits as ``(1797, 8, 8)`` images in ``[-1, 1]`` and their labels."""
+    images, labels = digits.load_digits()
+    return (images / 8.0 - 1.0).astype(np.float32), labels.astype(np.int32)
 
 
 def _method_config(config: Config, loss: str) -> infoscc.InfoSCCConfig:
