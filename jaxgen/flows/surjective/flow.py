@@ -111,7 +111,10 @@ class SurjectiveFlow:
         self.exact = all(kind == "stack" or step.exact for kind, step, _, _ in kinds)
 
     def init(self, key: jax.Array) -> Params:
-        """Initial parameters ``{"steps": (...)}``."""
+        """Initial parameters ``{"steps": (...)}`` (one compiled call)."""
+        return jax.jit(self._init)(key)
+
+    def _init(self, key: jax.Array) -> Params:
         params = []
         for (kind, step, d_in, _), k in zip(self._steps, jax.random.split(key, len(self._steps)),
                                             strict=True):
