@@ -42,6 +42,7 @@ import numpy as np
 from experiments import check
 from experiments import main
 from jaxgen.data import toys
+from jaxgen.flows import AffineTransformer
 from jaxgen.flows import CouplingLayer
 from jaxgen.flows import FunnelConv2d
 from jaxgen.flows import Logit
@@ -51,7 +52,6 @@ from jaxgen.flows import SurjectiveFlow
 from jaxgen.flows import UniformDequantization
 from jaxgen.flows import bits_per_dim
 from jaxgen.flows import funnel_flow
-from jaxgen.flows.permutation import reverse_permutation
 from jaxgen.plot import save_figure
 from jaxgen.train import FitConfig
 from jaxgen.train import fit
@@ -70,6 +70,9 @@ class Config:
     hidden: tuple[int, ...] = (64, 64)
     num_bins: int = 10
     tail_bound: float = 4.0
+    transformer: str = "rqs"
+    decoder: str = "flow"
+    val_fraction: float = 0.1
     epochs: int = 10
     batch_size: int = 1000
     learning_rate: float = 1e-3
@@ -109,13 +112,22 @@ class Config:
         if not self.gauss_rank <= self.gauss_latent < self.gauss_dim:
             raise ValueError("`gauss_latent` must be in [gauss_rank, gauss_dim); got "
                              f"{self.gauss_latent} (rank {self.gauss_rank}, dim {self.gauss_dim}).")
+        if self.transformer not in ("rqs", "affine"):
+            raise ValueError(f"`transformer` must be 'rqs' or 'affine'; got {self.transformer!r}.")
+        if self.decoder not in ("flow", "gaussian"):
+            raise ValueError(f"`decoder` must be 'flow' or 'gaussian'; got {self.decoder!r}.")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"`val_fraction` must be in [0, 1); got {self.val_fraction}.")
         if not self.hidden or not self.digits_hidden:
             raise ValueError("`hidden` and `digits_hidden` must be non-empty.")
 
 
 QUICK = dict(
-    n_train=20_000,
-    n_test=10_000,
+    transformer="affine",
+    decoder="gaussian",
+    val_fraction=0.0,
+    n_train=10_000,
+    n_test=5_000,
     num_layers=2,
     hidden=(32, 32),
     epochs=3,
@@ -133,14 +145,16 @@ QUICK = dict(
     digits_eval_draws=2,
     match_tolerance=0.5,
     match_tolerance_bpd=0.5,
-    max_entropy_gap=1.0,
+    max_entropy_gap=1.5,  # seconds of training with affine couplings: a smoke threshold
 )
 
 
 def hyper_checkerboard(key: jax.Array, n: int, dim: int) -> jax.Array:
-    """Uniform on the 'black' cells of a ``4^dim`` board on ``[-4, 4]^dim`` (cell indices
-    summing to an even number); entropy ``log(8^dim / 2)``. For ``dim=2`` it is the 2D
-    checkerboard up to a reflection."""
+    """Uniform on the 'black' cells of a ``4^dim`` board on ``[-4, 4]^dim``.
+
+    Black cells have indices summing to an even number; the entropy is
+    ``log(8^dim / 2)``. For ``dim=2`` it is the 2D checkerboard up to a reflection.
+    """
     k_cells, k_last, k_u = jax.random.split(key, 3)
     cells = jax.random.randint(k_cells, (n, dim - 1), 0, 4)
     last = 2 * jax.random.randint(k_last, (n, 1), 0, 2) + jnp.sum(cells, -1, keepdims=True) % 2
@@ -163,13 +177,14 @@ def _num_params(params) -> int:
     return int(sum(np.size(a) for a in jax.tree_util.tree_leaves(params)))
 
 
-def _coupling_stack(dim, num, hidden, num_bins, tail_bound):
-    trans = SplineTransformer(num_bins, tail_bound)
-    perms = reverse_permutation(dim)[None].repeat(num, axis=0)
+def _coupling_stack(dim, num, hidden, num_bins, tail_bound, transformer="rqs"):
+    trans = (SplineTransformer(num_bins, tail_bound) if transformer == "rqs"
+             else AffineTransformer())
+    perms = np.arange(dim)[::-1][None].repeat(num, axis=0)
     return Stack(CouplingLayer(dim, trans, tuple(hidden)), num, perms)
 
 
-def _train(flow, params, data, key, *, epochs, batch_size, learning_rate, val_fraction=0.1,
+def _train(flow, params, data, key, *, epochs, batch_size, learning_rate, val_fraction,
            patience=None):
     config = FitConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        val_fraction=val_fraction, patience=patience, progress=False)
@@ -186,16 +201,17 @@ def _mean_log_prob(flow, params, x, key, draws=1):
 def _pair(config, key, dim, latent, train, test, *, funnel_kwargs):
     """Trains a funnel flow and a bijective flow with one more layer; returns test NLLs."""
     k_f, k_b, k_fit_f, k_fit_b = jax.random.split(key, 4)
-    common = dict(hidden=config.hidden, num_bins=config.num_bins, tail_bound=config.tail_bound)
+    common = dict(hidden=config.hidden, num_bins=config.num_bins, tail_bound=config.tail_bound,
+                  transformer=config.transformer)
     funnel, p_funnel = funnel_flow(k_f, dim=dim, latent_dims=(latent,),
                                    layers_per_level=config.num_layers, final_layers=0,
                                    **funnel_kwargs, **common)
     bijective = SurjectiveFlow(dim, [_coupling_stack(dim, config.num_layers + 1,
                                                      config.hidden, config.num_bins,
-                                                     config.tail_bound)])
+                                                     config.tail_bound, config.transformer)])
     p_bij = bijective.init(k_b)
     train_kw = dict(epochs=config.epochs, batch_size=config.batch_size,
-                    learning_rate=config.learning_rate)
+                    learning_rate=config.learning_rate, val_fraction=config.val_fraction)
     p_funnel = _train(funnel, p_funnel, train, k_fit_f, **train_kw)
     p_bij = _train(bijective, p_bij, train, k_fit_b, **train_kw)
     return {
@@ -209,10 +225,15 @@ def _pair(config, key, dim, latent, train, test, *, funnel_kwargs):
 
 
 def _digits_flows(config, key):
-    """Dequantise -> logit -> coupling layers (64) -> [funnel conv 64 -> 16 -> coupling
-    layers (16)] versus the same with all coupling layers at 64 dimensions."""
+    """Funnel and bijective flows for the digits.
+
+    Dequantise, logit, coupling layers at 64 dimensions, then either a 2x2 funnel
+    convolution 64 -> 16 and coupling layers at 16, or the same number of coupling
+    layers at 64.
+    """
     k_f, k_b = jax.random.split(key)
-    stack = lambda d, n: _coupling_stack(d, n, config.digits_hidden, 8, 5.0)  # noqa: E731
+    stack = lambda d, n: _coupling_stack(d, n, config.digits_hidden, 8, 5.0,  # noqa: E731
+                                         config.transformer)
     pre = [UniformDequantization(64, DIGIT_LEVELS), Logit(64)]
     half = config.digits_layers
     funnel = SurjectiveFlow(64, pre + [stack(64, half), FunnelConv2d(8, 8, 1),
@@ -233,7 +254,7 @@ def run(config: Config, workdir=None) -> dict:
     k_a, k_b, k_g, k_c = jax.random.split(key, 4)
     metrics: dict = {}
     checks = []
-    funnel_kwargs = dict(funnel="coupling", decoder="flow", decoder_hidden=config.hidden)
+    funnel_kwargs = dict(funnel="coupling", decoder=config.decoder, decoder_hidden=config.hidden)
 
     # (a) checkerboard
     k_data, k_test, k_models = jax.random.split(k_a, 3)
@@ -292,7 +313,8 @@ def run(config: Config, workdir=None) -> dict:
     k_init, k_fit_f, k_fit_b, k_eval, k_sample = jax.random.split(k_c, 5)
     funnel, p_f, bijective, p_b = _digits_flows(config, k_init)
     train_kw = dict(epochs=config.digits_epochs, batch_size=config.digits_batch_size,
-                    learning_rate=config.digits_learning_rate, val_fraction=0.1, patience=20)
+                    learning_rate=config.digits_learning_rate,
+                    val_fraction=config.val_fraction, patience=20)
     p_f = _train(funnel, p_f, train_img, k_fit_f, **train_kw)
     p_b = _train(bijective, p_b, train_img, k_fit_b, **train_kw)
     draws = config.digits_eval_draws
@@ -337,7 +359,7 @@ def _plot_checkerboard(funnel, pf, bijective, pb, key, path) -> None:
     for ax, (name, flow, p, k) in zip(axes, [("funnel (latent 1)", funnel, pf, k1),
                                              ("bijective (latent 2)", bijective, pb, k2)],
                                       strict=True):
-        s = np.asarray(flow.sample(p, k, 20_000))
+        s = np.asarray(jax.jit(flow.sample, static_argnums=2)(p, k, 20_000))
         ax.hist2d(s[:, 0], s[:, 1], bins=100, range=[[-5, 5], [-5, 5]], cmap="viridis")
         ax.set_title(name)
     fig.tight_layout()
@@ -352,8 +374,8 @@ def _plot_digits(funnel, pf, bijective, pb, test_img, key, path) -> None:
 
     k1, k2 = jax.random.split(key)
     rows = [("data", test_img[:10]),
-            ("funnel", np.asarray(funnel.sample(pf, k1, 10))),
-            ("bijective", np.asarray(bijective.sample(pb, k2, 10)))]
+            ("funnel", np.asarray(jax.jit(funnel.sample, static_argnums=2)(pf, k1, 10))),
+            ("bijective", np.asarray(jax.jit(bijective.sample, static_argnums=2)(pb, k2, 10)))]
     fig, axes = plt.subplots(3, 10, figsize=(10, 3.3))
     for r, (name, imgs) in enumerate(rows):
         for c in range(10):
