@@ -98,7 +98,8 @@ class Config:
 
 
 QUICK = dict(epochs=4, learning_rate=3e-3, val_fraction=0.0, eval_draws=2,
-             coupling_layers=2, tolerance_bpd=1.0)
+             mlp_sizes=(64, 32, 8), cnn_channels=(4,), cnn_linear=(16, 8), coupling_layers=2,
+             coupling_hidden=(32, 32), tolerance_bpd=1.0)
 
 
 def _preprocess():

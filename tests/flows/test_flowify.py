@@ -20,6 +20,7 @@ from jaxgen.flows import UniformDequantization
 from jaxgen.flows import bits_per_dim
 from jaxgen.flows import flowify_mlp
 from jaxgen.flows.flowify import _rotation
+from jaxgen.flows.flowify import expm
 from jaxgen.flows.flowify import paper_decoder_hidden
 
 
@@ -65,6 +66,17 @@ def test_linear_is_rotation_scale_slice(d1, d2, x64):
     if d2 >= d1:  # no decoder term: the contribution is log|det| of the scale
         np.testing.assert_allclose(contribution, np.sum(p["log_scale"]), rtol=1e-12)
     assert layer.exact == (d2 <= d1)
+
+
+def test_expm_equals_scipy_expm_with_gradient(x64):
+    """Our scaling-and-squaring expm against jax.scipy's Pade one, over norms 1e-2..1e2."""
+    for scale in (0.01, 1.0, 30.0):
+        m = jax.random.normal(jax.random.key(0), (12, 12), jnp.float64) * scale
+        ref = jax.scipy.linalg.expm(m)
+        np.testing.assert_allclose(expm(m), ref, rtol=1e-11, atol=1e-11 * np.abs(ref).max())
+    m = jax.random.normal(jax.random.key(1), (12, 12), jnp.float64)
+    grad = jax.grad(lambda a, f: jnp.sum(jnp.sin(f(a - a.T))))
+    np.testing.assert_allclose(grad(m, expm), grad(m, jax.scipy.linalg.expm), atol=1e-11)
 
 
 def test_activation_log_dets_match_jacobian(x64):
