@@ -59,9 +59,14 @@ from jaxgen.train import fit
 DIGIT_LEVELS = 17  # scikit-learn's digits take the values 0..16
 
 
+PARTS = ("checkerboard", "hyper_checkerboard", "gaussian", "digits")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Funnel flows against bijective flows on toy, Gaussian and image data."""
+
+    parts: tuple[str, ...] = PARTS
 
     # (a) checkerboard, paper: 1e5 points, batch 1000, 10 epochs, lr 1e-3, 10 bins, tail 4
     n_train: int = 100_000
@@ -96,6 +101,10 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
+        unknown = sorted(set(self.parts) - set(PARTS))
+        if unknown or not self.parts:
+            raise ValueError(f"`parts` must be a non-empty subset of {list(PARTS)}; got "
+                             f"unknown {unknown}.")
         for name in ("n_train", "n_test", "num_layers", "num_bins", "epochs", "batch_size",
                      "hyper_dim", "hyper_latent", "gauss_dim", "gauss_rank", "gauss_latent",
                      "digits_layers", "digits_epochs", "digits_batch_size",
@@ -256,8 +265,26 @@ def run(config: Config, workdir=None) -> dict:
     checks = []
     funnel_kwargs = dict(funnel="coupling", decoder=config.decoder, decoder_hidden=config.hidden)
 
-    # (a) checkerboard
-    k_data, k_test, k_models = jax.random.split(k_a, 3)
+    models = None
+    if "checkerboard" in config.parts:
+        models = _checkerboard(config, k_a, funnel_kwargs, metrics, checks)
+    if "hyper_checkerboard" in config.parts:
+        _hyper(config, k_b, funnel_kwargs, metrics, checks)
+    if "gaussian" in config.parts:
+        _gaussian(config, k_g, metrics, checks)
+    digits_models = _digits(config, k_c, metrics, checks) if "digits" in config.parts else None
+    metrics["checks"] = checks
+    if workdir is not None:
+        k_sample = jax.random.fold_in(key, 7)
+        if models is not None:
+            _plot_checkerboard(*models, k_sample, workdir / "checkerboard.png")
+        if digits_models is not None:
+            _plot_digits(*digits_models, k_sample, workdir / "digits_samples.png")
+    return metrics
+
+
+def _checkerboard(config, key, funnel_kwargs, metrics, checks):
+    k_data, k_test, k_models = jax.random.split(key, 3)
     train = toys.checkerboard(k_data, config.n_train)
     test = toys.checkerboard(k_test, config.n_test)
     res, models = _pair(config, k_models, 2, 1, train, test, funnel_kwargs=funnel_kwargs)
@@ -270,10 +297,12 @@ def run(config: Config, workdir=None) -> dict:
     checks.append(check(f"checkerboard: funnel NLL within {config.max_entropy_gap} nats of "
                         "the entropy log 32", res["funnel_nll"] - res["entropy"],
                         res["funnel_nll"] - res["entropy"] < config.max_entropy_gap))
+    return models
 
-    # (b) hyper-checkerboard and correlated Gaussian
+
+def _hyper(config, key, funnel_kwargs, metrics, checks):
     d = config.hyper_dim
-    k_data, k_test, k_models = jax.random.split(k_b, 3)
+    k_data, k_test, k_models = jax.random.split(key, 3)
     train = hyper_checkerboard(k_data, config.n_train, d)
     test = hyper_checkerboard(k_test, config.n_test, d)
     hyper, _ = _pair(config, k_models, d, config.hyper_latent, train, test,
@@ -287,10 +316,12 @@ def run(config: Config, workdir=None) -> dict:
                         "flow's or better", hyper["funnel_gap"] - hyper["bijective_gap"],
                         hyper["funnel_gap"] - hyper["bijective_gap"] < config.match_tolerance))
 
+
+def _gaussian(config, key, metrics, checks):
     d = config.gauss_dim
     sigma = _gaussian_covariance(d, config.gauss_rank, config.seed)
     chol = jnp.asarray(np.linalg.cholesky(sigma), jnp.float32)
-    k_data, k_test, k_models = jax.random.split(k_g, 3)
+    k_data, k_test, k_models = jax.random.split(key, 3)
     train = jax.random.normal(k_data, (config.n_train, d)) @ chol.T
     test = jax.random.normal(k_test, (config.n_test, d)) @ chol.T
     gauss, _ = _pair(config, k_models, d, config.gauss_latent, train, test,
@@ -305,12 +336,13 @@ def run(config: Config, workdir=None) -> dict:
                         "the exact entropy", gauss["funnel_gap"],
                         gauss["funnel_gap"] < config.max_entropy_gap))
 
-    # (c) digits
+
+def _digits(config, key, metrics, checks):
     images = _load_digits()
     perm = np.random.default_rng(config.seed).permutation(images.shape[0])
     n_test = images.shape[0] // 5
     test_img, train_img = jnp.asarray(images[perm[:n_test]]), jnp.asarray(images[perm[n_test:]])
-    k_init, k_fit_f, k_fit_b, k_eval, k_sample = jax.random.split(k_c, 5)
+    k_init, k_fit_f, k_fit_b, k_eval = jax.random.split(key, 4)
     funnel, p_f, bijective, p_b = _digits_flows(config, k_init)
     train_kw = dict(epochs=config.digits_epochs, batch_size=config.digits_batch_size,
                     learning_rate=config.digits_learning_rate,
@@ -339,13 +371,7 @@ def run(config: Config, workdir=None) -> dict:
                         max(digits["funnel_bpd"], digits["bijective_bpd"]),
                         max(digits["funnel_bpd"], digits["bijective_bpd"])
                         < digits["uniform_bpd"]))
-    metrics["checks"] = checks
-    if workdir is not None:
-        funnel_2d, pf2, bij_2d, pb2 = models
-        _plot_checkerboard(funnel_2d, pf2, bij_2d, pb2, k_sample, workdir / "checkerboard.png")
-        _plot_digits(funnel, p_f, bijective, p_b, np.asarray(test_img), k_sample,
-                     workdir / "digits_samples.png")
-    return metrics
+    return funnel, p_f, bijective, p_b, np.asarray(test_img)
 
 
 def _plot_checkerboard(funnel, pf, bijective, pb, key, path) -> None:

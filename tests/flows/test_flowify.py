@@ -42,7 +42,7 @@ def _perturb(params, key):
                for a, k in zip(leaves, keys, strict=True)])
 
 
-@pytest.mark.parametrize("d1, d2", [(5, 3), (3, 5), (4, 4)])
+@pytest.mark.parametrize("d1, d2", [(5, 3), (3, 5)])
 def test_linear_is_rotation_scale_slice(d1, d2, x64):
     """z = W x + b with W = U2 diag(e^s) [0 | I] U1: its singular values are e^s (those
     of the kept or, when widening, of the first D1 coordinates) and U is orthogonal."""
@@ -75,8 +75,9 @@ def test_expm_equals_scipy_expm_with_gradient(x64):
         ref = jax.scipy.linalg.expm(m)
         np.testing.assert_allclose(expm(m), ref, rtol=1e-11, atol=1e-11 * np.abs(ref).max())
     m = jax.random.normal(jax.random.key(1), (12, 12), jnp.float64)
-    grad = jax.grad(lambda a, f: jnp.sum(jnp.sin(f(a - a.T))))
-    np.testing.assert_allclose(grad(m, expm), grad(m, jax.scipy.linalg.expm), atol=1e-11)
+    grads = jax.jit(lambda a: [jax.grad(lambda b, f=f: jnp.sum(jnp.sin(f(b - b.T))))(a)
+                               for f in (expm, jax.scipy.linalg.expm)])(m)
+    np.testing.assert_allclose(grads[0], grads[1], atol=1e-11)
 
 
 def test_activation_log_dets_match_jacobian(x64):
