@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgen.data.digits import load_digits
 from jaxgen.flows import CouplingLayer
 from jaxgen.flows import FunnelConv2d
 from jaxgen.flows import Logit
@@ -57,12 +58,7 @@ def build(kind: str, layers: int) -> SurjectiveFlow:
 
 
 def _digits(n: int) -> jax.Array:
-    try:
-        from sklearn.datasets import load_digits
-
-        data = np.asarray(load_digits().data, np.float32)
-    except ImportError:  # fake data of the same shape and range
-        data = np.floor(np.random.default_rng(0).uniform(0, 17, (1797, 64))).astype(np.float32)
+    data = load_digits()[0].reshape(-1, 64).astype(np.float32)
     return jnp.asarray(data[np.arange(n) % data.shape[0]])
 
 

@@ -44,6 +44,7 @@ import numpy as np
 
 from experiments import check
 from experiments import main
+from jaxgen.data.digits import load_digits
 from jaxgen.flows import CouplingLayer
 from jaxgen.flows import ElementwiseSpline
 from jaxgen.flows import FlowifiedConv2d
@@ -159,9 +160,7 @@ def _num_params(params) -> int:
 
 def run(config: Config, workdir=None) -> dict:
     """Trains the three models on the digits; returns test bits/dim and the checks."""
-    from sklearn.datasets import load_digits
-
-    images = np.asarray(load_digits().data, np.float32)
+    images = load_digits()[0].reshape(-1, 64).astype(np.float32)  # values 0..16
     perm = np.random.default_rng(config.seed).permutation(images.shape[0])
     n_test = images.shape[0] // 5
     test, train = jnp.asarray(images[perm[:n_test]]), jnp.asarray(images[perm[n_test:]])

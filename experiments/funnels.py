@@ -47,6 +47,7 @@ import numpy as np
 
 from experiments import check
 from experiments import main
+from jaxgen.data.digits import load_digits
 from jaxgen.data import toys
 from jaxgen.flows import AffineTransformer
 from jaxgen.flows import CouplingLayer
@@ -258,9 +259,7 @@ def _digits_flows(config, key):
 
 
 def _load_digits():
-    from sklearn.datasets import load_digits
-
-    return np.asarray(load_digits().data, np.float32)  # (1797, 64), values 0..16
+    return load_digits()[0].reshape(-1, 64).astype(np.float32)  # (1797, 64), values 0..16
 
 
 def run(config: Config, workdir=None) -> dict:

@@ -44,7 +44,7 @@ import numpy as np
 
 from experiments import check
 from experiments import main
-from jaxgen.data import digits
+from jaxgen.data.digits import load_digits
 from jaxgen.generative import LOSSES
 from jaxgen.generative import GANConfig
 from jaxgen.generative import embed
@@ -106,7 +106,7 @@ QUICK = dict(encoder_epochs=15, gan_steps=1000)
 
 def load_digits_scaled() -> tuple[np.ndarray, np.ndarray]:
     """The packaged 8x8 digits as ``(1797, 8, 8)`` images in ``[-1, 1]`` and their labels."""
-    images, labels = digits.load_digits()
+    images, labels = load_digits()
     return (images / 8.0 - 1.0).astype(np.float32), labels.astype(np.int32)
 
 
