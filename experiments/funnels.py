@@ -47,8 +47,8 @@ import numpy as np
 
 from experiments import check
 from experiments import main
-from jaxgen.data.digits import load_digits
 from jaxgen.data import toys
+from jaxgen.data.digits import load_digits
 from jaxgen.flows import AffineTransformer
 from jaxgen.flows import CouplingLayer
 from jaxgen.flows import FunnelConv2d
