@@ -20,6 +20,8 @@ import sys
 import time
 import traceback
 
+import jax
+
 from experiments._framework import discover
 from experiments._framework import format_checks
 from experiments._framework import make_config
@@ -54,6 +56,10 @@ def reproduce(names: list[str] | None = None, quick: bool = True) -> tuple[list[
     rows = []
     start = time.perf_counter()
     for name in names:
+        # Free the previous experiment's compiled programs: every CPU executable holds its
+        # own memory mappings, and one process running them all would otherwise approach
+        # the kernel's per-process limit (vm.max_map_count, 65,530), where XLA segfaults.
+        jax.clear_caches()
         module = importlib.import_module(f"experiments.{name}")
         config = make_config(module.Config, module.QUICK if quick else None)
         print(f"--- {name} ---", flush=True)
