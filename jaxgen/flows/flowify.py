@@ -87,6 +87,20 @@ def _rotation(a: jax.Array) -> jax.Array:
     return expm(a - a.T)
 
 
+class _SameDim:
+    """Mixin of the dimension-preserving layers: ``in_dim == out_dim == dim``."""
+
+    @property
+    def in_dim(self) -> int:
+        """Event dimension."""
+        return self.dim
+
+    @property
+    def out_dim(self) -> int:
+        """Event dimension."""
+        return self.dim
+
+
 class FlowifiedLinear(nn.Module):
     """A linear layer ``in_features -> out_features`` as a flow (rotation, scale, slice).
 
@@ -248,7 +262,7 @@ class FlowifiedConv2d(nn.Module):
         return self.inverse(x, jax.random.key(0) if key is None else key)
 
 
-class ElementwiseSpline(nn.Module):
+class ElementwiseSpline(_SameDim, nn.Module):
     """A learned monotone RQ spline per coordinate (identity outside ``[-B, B]``).
 
     The flowification paper's ``RqSpline`` activation: 10 bins, ``tail_bound`` 2.
@@ -263,16 +277,6 @@ class ElementwiseSpline(nn.Module):
     num_bins: int = 10
     tail_bound: float = 2.0
     exact: ClassVar[bool] = True
-
-    @property
-    def in_dim(self) -> int:
-        """Event dimension."""
-        return self.dim
-
-    @property
-    def out_dim(self) -> int:
-        """Event dimension."""
-        return self.dim
 
     def setup(self):
         """Declares the spline parameters (zeros: the identity)."""
@@ -298,7 +302,7 @@ class ElementwiseSpline(nn.Module):
         return self.inverse(x, key)
 
 
-class LeakyReLU(nn.Module):
+class LeakyReLU(_SameDim, nn.Module):
     """``y = x`` for ``x >= 0``, ``alpha x`` otherwise; ``log|det| = #(x < 0) log alpha``.
 
     Attributes:
@@ -309,16 +313,6 @@ class LeakyReLU(nn.Module):
     dim: int
     alpha: float = 0.5
     exact: ClassVar[bool] = True
-
-    @property
-    def in_dim(self) -> int:
-        """Event dimension."""
-        return self.dim
-
-    @property
-    def out_dim(self) -> int:
-        """Event dimension."""
-        return self.dim
 
     def setup(self):
         """Validates ``alpha``."""
@@ -342,7 +336,7 @@ class LeakyReLU(nn.Module):
         return self.inverse(x, key)
 
 
-class Logit(nn.Module):
+class Logit(_SameDim, nn.Module):
     """``y = logit(a + (1 - 2a) x)`` for data in ``[0, 1]`` (RealNVP preprocessing).
 
     References: Dinh et al., arXiv:1605.08803.
@@ -355,16 +349,6 @@ class Logit(nn.Module):
     dim: int
     alpha: float = 0.05
     exact: ClassVar[bool] = True
-
-    @property
-    def in_dim(self) -> int:
-        """Event dimension."""
-        return self.dim
-
-    @property
-    def out_dim(self) -> int:
-        """Event dimension."""
-        return self.dim
 
     def setup(self):
         """Validates ``alpha``."""
@@ -391,7 +375,7 @@ class Logit(nn.Module):
         return self.inverse(x, key)
 
 
-class UniformDequantization(nn.Module):
+class UniformDequantization(_SameDim, nn.Module):
     r"""Integer data ``x`` in ``{0, ..., L-1}`` to ``y = low + (high - low)(x + u)/L``.
 
     With ``u ~ U(0, 1)^D`` and cells of volume ``((high - low)/L)^D``, the probability of
@@ -412,16 +396,6 @@ class UniformDequantization(nn.Module):
     low: float = 0.0
     high: float = 1.0
     exact: ClassVar[bool] = False
-
-    @property
-    def in_dim(self) -> int:
-        """Event dimension."""
-        return self.dim
-
-    @property
-    def out_dim(self) -> int:
-        """Event dimension."""
-        return self.dim
 
     def setup(self):
         """Validates the levels and range."""
