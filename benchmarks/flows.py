@@ -7,6 +7,8 @@ step, and the engine's ``fit`` epoch, which adds batch gathering and bookkeeping
 log_prob and sampling events/s. Every rate is the median of ``--repeats`` timings after
 warm-up, with ``block_until_ready``. flowjax (``pip install -e .[bench]``) is measured
 with its own jitted step, loss and optimizer created once, and ``knots=7`` (= 8 bins).
+The two libraries' timings of each quantity alternate (jaxgen, flowjax, jaxgen, ...), so
+a ratio compares them under the same load even on a shared machine.
 
 Usage::
 
@@ -36,28 +38,35 @@ EVAL_BATCH = 65536
 STEPS = 20
 
 
-def _rate(fn, count: int, repeats: int) -> float:
-    """Median of ``repeats`` timings of ``fn`` (which returns something to block on)."""
-    jax.block_until_ready(fn())
-    rates = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def _rates(fns: dict, count: int, repeats: int) -> dict:
+    """Median rates ``count / seconds`` of each callable, their timings interleaved.
+
+    Each callable returns something to block on. Alternating the callables within each
+    repeat exposes them all to the same background load.
+    """
+    for fn in fns.values():
         jax.block_until_ready(fn())
-        rates.append(count / (time.perf_counter() - t))
-    return float(np.median(rates))
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - t)
+    return {name: count / float(np.median(ts)) for name, ts in times.items()}
 
 
-def _train_loop_rate(step, state, x, repeats):
+def _train_loop(step, state, x):
     def run():
         s = state
         for _ in range(STEPS):
             s = step(*s, x)
         return s
 
-    return _rate(run, STEPS, repeats)
+    return run
 
 
-def bench_jaxgen(dim: int, repeats: int) -> dict:
+def bench_jaxgen(dim: int, repeats: int) -> tuple[dict, dict]:
+    """Returns ``(figures, timed)``: compile and ``fit`` figures, and the callables to time."""
     key = jax.random.key(0)
     flow, params = coupling_flow(key, dim=dim, num_layers=8, num_bins=8, tail_bound=5.0,
                                  hidden=(128, 128))
@@ -74,8 +83,6 @@ def bench_jaxgen(dim: int, repeats: int) -> dict:
     t = time.perf_counter()
     jax.block_until_ready(step(*state, x))
     compile_s = time.perf_counter() - t
-    train = _train_loop_rate(step, state, x, repeats)
-
     # The engine: epochs of STEPS steps; time between epoch callbacks after the first.
     stamps = []
     data = jax.random.normal(jax.random.key(2), (BATCH * STEPS, dim))
@@ -88,16 +95,13 @@ def bench_jaxgen(dim: int, repeats: int) -> dict:
     xe = jax.random.normal(jax.random.key(3), (EVAL_BATCH, dim))
     log_prob = jax.jit(flow.log_prob)
     sample = jax.jit(lambda p, k: flow.sample(p, k, EVAL_BATCH))
-    return {
-        "compile_s": compile_s,
-        "train_steps_per_s": train,
-        "fit_steps_per_s": fit_rate,
-        "log_prob_events_per_s": _rate(lambda: log_prob(params, xe), EVAL_BATCH, repeats),
-        "sample_events_per_s": _rate(lambda: sample(params, key), EVAL_BATCH, repeats),
-    }
+    timed = {"train": _train_loop(step, state, x), "log_prob": lambda: log_prob(params, xe),
+             "sample": lambda: sample(params, key)}
+    return {"compile_s": compile_s, "fit_steps_per_s": fit_rate}, timed
 
 
-def bench_flowjax(dim: int, repeats: int) -> dict | None:
+def bench_flowjax(dim: int) -> tuple[dict, dict] | None:
+    """flowjax on the same spec: ``(figures, timed)`` as ``bench_jaxgen``, or None."""
     try:
         import equinox as eqx
         import paramax
@@ -127,16 +131,12 @@ def bench_flowjax(dim: int, repeats: int) -> dict | None:
     t = time.perf_counter()
     jax.block_until_ready(step(*state, x))
     compile_s = time.perf_counter() - t
-    train = _train_loop_rate(step, state, x, repeats)
     xe = jax.random.normal(jax.random.key(3), (EVAL_BATCH, dim))
     log_prob = eqx.filter_jit(lambda f, v: f.log_prob(v))
     sample = eqx.filter_jit(lambda f, k: f.sample(k, (EVAL_BATCH,)))
-    return {
-        "compile_s": compile_s,
-        "train_steps_per_s": train,
-        "log_prob_events_per_s": _rate(lambda: log_prob(flow, xe), EVAL_BATCH, repeats),
-        "sample_events_per_s": _rate(lambda: sample(flow, key), EVAL_BATCH, repeats),
-    }
+    timed = {"train": _train_loop(step, state, x), "log_prob": lambda: log_prob(flow, xe),
+             "sample": lambda: sample(flow, key)}
+    return {"compile_s": compile_s}, timed
 
 
 def main(argv: list[str]) -> None:
@@ -158,19 +158,28 @@ def main(argv: list[str]) -> None:
         "results": {},
     }
     for dim in dims:
-        row = {"jaxgen": bench_jaxgen(dim, repeats)}
-        fj = bench_flowjax(dim, repeats)
+        figures, timed = bench_jaxgen(dim, repeats)
+        row = {"jaxgen": figures}
+        libs = {"jaxgen": timed}
+        fj = bench_flowjax(dim)
         if fj is not None:
             import flowjax
 
-            out["flowjax"] = flowjax.__version__ if hasattr(flowjax, "__version__") else "?"
-            row["flowjax"] = fj
+            out["flowjax"] = getattr(flowjax, "__version__", "?")
+            row["flowjax"], libs["flowjax"] = fj
+        for what, count, key in (("train", STEPS, "train_steps_per_s"),
+                                 ("log_prob", EVAL_BATCH, "log_prob_events_per_s"),
+                                 ("sample", EVAL_BATCH, "sample_events_per_s")):
+            rates = _rates({lib: t[what] for lib, t in libs.items()}, count, repeats)
+            for lib, rate in rates.items():
+                row[lib][key] = rate
+        if fj is not None:
             row["ratio_jaxgen_over_flowjax"] = {
-                k: row["jaxgen"][k] / fj[k]
+                k: row["jaxgen"][k] / row["flowjax"][k]
                 for k in ("train_steps_per_s", "log_prob_events_per_s", "sample_events_per_s")
             }
-            row["ratio_jaxgen_over_flowjax"]["compile_s"] = row["jaxgen"]["compile_s"] / fj[
-                "compile_s"]
+            row["ratio_jaxgen_over_flowjax"]["compile_s"] = (
+                row["jaxgen"]["compile_s"] / row["flowjax"]["compile_s"])
         out["results"][f"{dim}d"] = row
     print(json.dumps(out))
 
