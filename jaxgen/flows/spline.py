@@ -74,6 +74,7 @@ def _select_bin(value, edges, xk, yk, dk):
     idx = jnp.sum(value[..., None] >= edges[..., 1:-1], axis=-1)[..., None]
 
     def pick(a):
+        a = jnp.broadcast_to(a, idx.shape[:-1] + a.shape[-1:])  # params may be shared
         return (jnp.take_along_axis(a, idx, -1)[..., 0],
                 jnp.take_along_axis(a, idx + 1, -1)[..., 0])
 
