@@ -69,6 +69,7 @@ class Config:
     n_noise: int = 17000
     filter_efficiency: float = 0.98
     filter_epochs: int = 20
+    filter_vertex_sigma_z: float = 60.0
     real_subset: bool = True
     real_full: bool = True
     seed: int = 0
@@ -79,13 +80,16 @@ class Config:
                 raise ValueError(f"`{name}` must be >= 1; got {getattr(self, name)}.")
         if self.n_noise < 0:
             raise ValueError(f"`n_noise` must be >= 0; got {self.n_noise}.")
+        if not self.filter_vertex_sigma_z > 0:
+            raise ValueError("`filter_vertex_sigma_z` must be > 0; got "
+                             f"{self.filter_vertex_sigma_z}.")
         if not 0.0 < self.filter_efficiency < 1.0:
             raise ValueError(f"`filter_efficiency` must be in (0, 1); got "
                              f"{self.filter_efficiency}.")
 
 
 QUICK = {"n_events": 1, "n_train_events": 1, "n_particles": 1000, "n_noise": 1900,
-         "filter_epochs": 5, "real_full": False}
+         "filter_epochs": 10, "real_full": False}
 
 
 def _submission(event, track):
@@ -137,7 +141,12 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
     key = jax.random.key(config.seed)
     sim = trackml.SimConfig(n_particles=config.n_particles, n_noise=config.n_noise)
     layer_table()  # one-time set-up (the layer graph), not part of the time per event
-    train = [trackml.simulate_event(jax.random.fold_in(key, 1000 + i), sim, event_id=i)
+    # The filter trains on a wide luminous region so that it cannot learn the test
+    # events' vertex z (z0 is one of its features): trained at the default 5.5 mm it
+    # keeps only 28 % of the true doublets of the real subset event, whose primary
+    # vertices spread over +-100 mm.
+    train_sim = dataclasses.replace(sim, vertex_sigma_z=config.filter_vertex_sigma_z)
+    train = [trackml.simulate_event(jax.random.fold_in(key, 1000 + i), train_sim, event_id=i)
              for i in range(config.n_train_events)]
     fit_cfg = dataclasses.replace(ts.SEED_FIT_CONFIG, epochs=config.filter_epochs)
     seed_filter, filter_info = ts.train_seed_filter(
@@ -186,9 +195,11 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
         n_all += len(keep)
         n_kept += int(keep.sum())
     filt_eff = n_kept_true / max(n_true, 1)
+    fake_kept = (n_kept - n_kept_true) / max(n_all - n_true, 1)
     metrics = {"sim": results, "filter_training": filter_info,
                "filter_test": {"true_doublets": n_true, "efficiency": filt_eff,
-                               "doublets": n_all, "kept_fraction": n_kept / max(n_all, 1)},
+                               "doublets": n_all, "kept_fraction": n_kept / max(n_all, 1),
+                               "fake_kept_fraction": fake_kept},
                "pt_edges": list(PT_EDGES), "eta_edges": list(ETA_EDGES)}
 
     timings = {"sim (no filter)": results["no_filter"]["seconds_per_event"],
@@ -239,12 +250,20 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
               filt_eff >= config.filter_efficiency - 3 * np.sqrt(
                   config.filter_efficiency * (1 - config.filter_efficiency) / max(n_true, 1))),
         check("the seed filter removes most fake seed doublets",
-              f"kept {n_kept / max(n_all, 1):.3f} of doublets", n_kept < 0.5 * n_all),
+              f"kept {fake_kept:.3f} of {n_all - n_true} fakes", fake_kept < 0.5),
     ]
     if config.real_subset:
         ra = metrics["real_subset"]["no_filter"]["accuracy"]
         checks.append(check("the tracker transfers to real TrackML data (subset score > 0.75)",
                             f"{ra:.3f}", ra > 0.75))
+        # At its working point the filter drops 1 - efficiency = 2 % of the true
+        # doublets; a track is lost only if all its seeds go, so the score may fall by at
+        # most about that much, plus 1 % for the changed seed order of the ambiguity
+        # resolution.
+        rf = metrics["real_subset"]["filter"]["accuracy"]
+        checks.append(check("the filter trained on simulation transfers to the real subset "
+                            "(score within 0.03 of the unfiltered)", f"{rf:.3f} vs {ra:.3f}",
+                            rf >= ra - (1 - config.filter_efficiency) - 0.01))
     if config.real_full:
         checks.append(check("runs on the complete real event (93,680 hits) in < 10 s",
                             f"{metrics['real_full']['seconds']:.2f} s",
@@ -252,6 +271,9 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
     metrics["checks"] = checks
     if workdir is not None:
         _plot(workdir, events[0], display_track, metrics)
+        # For the command line: python -m jaxgen.methods.tracking EVENT --out X.csv
+        # --seed-filter RUN_DIR/seed_filter.npz
+        ts.save_seed_filter(pathlib.Path(workdir) / "seed_filter.npz", seed_filter)
     return metrics
 
 

@@ -16,7 +16,9 @@ clusters of a hit pair rejects most fake seed doublets that pass the spatial cut
 - The paper's evaluation: purity at 98 % efficiency in 12 bins of the true particle's
   pT x |eta| (``purity_table``), and the purity before any selection.
 - ``SeedFilter``: a trained doublet classifier and its 98 %-efficiency threshold, which
-  ``jaxgen.methods.tracking.find_tracks`` applies to its seed doublets.
+  ``jaxgen.methods.tracking.find_tracks`` applies to its seed doublets;
+  ``save_seed_filter`` / ``load_seed_filter`` store it in one ``.npz`` file (arrays and a
+  JSON header, no pickle), which the tracker's command line reads (``--seed-filter``).
 
 Purity at efficiency :math:`\epsilon` in a bin: the threshold :math:`c` is the
 :math:`(1-\epsilon)` quantile of the true pairs' classifier outputs, and the purity is
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import os
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -34,6 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from jaxgen._checks import check_array
 from jaxgen.classifiers import Classifier
@@ -42,6 +47,7 @@ from jaxgen.classifiers import mlp_classifier
 from jaxgen.classifiers import train_classifier
 from jaxgen.data.trackml import Cells
 from jaxgen.data.trackml import Hits
+from jaxgen.io import atomic_open
 from jaxgen.methods.tracking._tracker import Prepared
 from jaxgen.methods.tracking._tracker import TrackerConfig
 from jaxgen.methods.tracking._tracker import build_index
@@ -538,3 +544,68 @@ def train_seed_filter(key: jax.Array, events: Sequence, kind: str = "combined", 
             "val_efficiency": float(kept[y[val]].mean()), "kept_fraction": float(kept.mean()),
             "purity_before": float(y[val].mean()), "purity_after": float(y[val][kept].mean())}
     return SeedFilter(clf, kind, cut), info
+
+
+_FILTER_FORMAT = "jaxgen.seed_filter/1"
+
+
+def save_seed_filter(path: str | os.PathLike, seed_filter: SeedFilter) -> None:
+    """Writes a seed filter to ``path`` (``.npz``), atomically and without pickle.
+
+    The file holds the classifier's parameters (one array per leaf, named by its path),
+    the input standardisation and a JSON header with the format, feature set, threshold
+    and the MLP's hidden widths.
+    """
+    if not isinstance(seed_filter, SeedFilter):
+        raise ValueError(f"`seed_filter` must be a SeedFilter; got "
+                         f"{type(seed_filter).__name__}.")
+    clf = seed_filter.classifier
+    if clf.ensemble:
+        raise ValueError("`seed_filter` holds an ensemble classifier; only single "
+                         "classifiers are saved.")
+    flat = traverse_util.flatten_dict(jax.device_get(clf.params), sep="/")
+    # Flax names the MLP's layers Dense_0, Dense_1, ...: order them by that number.
+    kernels = sorted((k for k in flat if k.endswith("/kernel")),
+                     key=lambda k: int(k.rsplit("/", 2)[-2].rsplit("_", 1)[-1]))
+    hidden = [int(flat[k].shape[1]) for k in kernels[:-1]]
+    header = {"format": _FILTER_FORMAT, "kind": seed_filter.kind,
+              "threshold": float(seed_filter.threshold), "hidden": hidden}
+    arrays = {f"params/{k}": np.asarray(v) for k, v in flat.items()}
+    arrays["shift"] = np.asarray(clf.shift)
+    arrays["scale"] = np.asarray(clf.scale)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_seed_filter(path: str | os.PathLike) -> SeedFilter:
+    """Reads a seed filter written by ``save_seed_filter``.
+
+    Raises:
+      ValueError: if the file is not a jaxgen seed filter or its parameters do not fit
+        the MLP its header describes.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"`path` {str(path)!r} is not a readable seed filter: {e}") from e
+    try:
+        header = json.loads(arrays.pop("header").tobytes().decode())
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"`path` {str(path)!r} has no seed-filter header.") from e
+    if header.get("format") != _FILTER_FORMAT:
+        raise ValueError(f"`path` {str(path)!r} holds format {header.get('format')!r}, "
+                         f"not {_FILTER_FORMAT!r}.")
+    params = traverse_util.unflatten_dict(
+        {k[len("params/"):]: jnp.asarray(v) for k, v in arrays.items()
+         if k.startswith("params/")}, sep="/")
+    model = mlp_classifier(tuple(header["hidden"]))
+    shift, scale = jnp.asarray(arrays["shift"]), jnp.asarray(arrays["scale"])
+    expected = jax.eval_shape(model.init, jax.random.key(0),
+                              jnp.zeros((1,) + shift.shape, jnp.float32))
+    if jax.tree.map(lambda a: a.shape, expected) != jax.tree.map(lambda a: a.shape, params):
+        raise ValueError(f"`path` {str(path)!r}: the parameters do not fit an MLP with "
+                         f"hidden widths {header['hidden']}.")
+    clf = Classifier(model, params, shift, scale)
+    return SeedFilter(clf, header["kind"], float(header["threshold"]))

@@ -2,6 +2,8 @@
 against their definitions, purity-at-efficiency arithmetic, the seed filter's efficiency on
 held-out events, the singlet regressor, bad inputs and the experiment's quick preset."""
 
+import pathlib
+
 import jax
 import numpy as np
 import pytest
@@ -11,8 +13,10 @@ from jaxgen.data import trackml
 from jaxgen.methods import trackseeding as ts
 from jaxgen.methods.tracking import find_tracks
 from jaxgen.methods.tracking import prepare_hits
+from jaxgen.methods.tracking.__main__ import main as cli_main
 from jaxgen.train import FitConfig
 
+SAMPLES = pathlib.Path(__file__).resolve().parents[1] / "data" / "trackml_samples"
 # The tracking tests' medium config (the simulation kernel compiles once per config).
 SIM = trackml.SimConfig(n_particles=1200, n_noise=6600)
 FAST_FIT = FitConfig(epochs=4, batch_size=512, learning_rate=2e-3, schedule="constant",
@@ -81,7 +85,7 @@ def test_purity_table_bins(events):
             assert r["original"] <= 1.0
 
 
-def test_seed_filter_keeps_98_percent_on_held_out_events(events):
+def test_seed_filter_keeps_98_percent_on_held_out_events(events, tmp_path):
     train, test = events
     filt, info = ts.train_seed_filter(jax.random.key(0), [train], "combined",
                                       fit_config=FAST_FIT)
@@ -100,6 +104,24 @@ def test_seed_filter_keeps_98_percent_on_held_out_events(events):
     # The filtered tracker still reconstructs the event.
     track = find_tracks(test.hits, test.cells, seed_filter=filt)
     assert (track > 0).mean() > 0.5
+    # Saved and loaded, the filter is the same function of the doublets.
+    path = tmp_path / "filter.npz"
+    ts.save_seed_filter(path, filt)
+    again = ts.load_seed_filter(path)
+    assert (again.kind, again.threshold) == (filt.kind, filt.threshold)
+    x = ts.pair_features(prep, filt.hit_features(test.hits, test.cells), s.h1, s.h2,
+                         filt.kind, context=True)
+    np.testing.assert_array_equal(ts.logits(again.classifier, x), ts.logits(filt.classifier, x))
+    np.testing.assert_array_equal(find_tracks(test.hits, test.cells, seed_filter=again), track)
+    # The command line reads it.
+    out = tmp_path / "sub.csv"
+    assert cli_main([str(SAMPLES / "event000000001"), "--out", str(out),
+                     "--seed-filter", str(path)]) == 0
+    assert cli_main([str(SAMPLES / "event000000001"), "--out", str(out),
+                     "--seed-filter", str(tmp_path / "missing.npz")]) == 2
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="header"):
+        ts.load_seed_filter(tmp_path / "other.npz")
 
 
 def test_direction_regressor_learns_from_clusters(events):
