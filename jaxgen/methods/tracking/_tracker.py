@@ -264,7 +264,7 @@ def prepare_hits(hits: Hits) -> Prepared:
                     layer, key * 100000 + hits.module_id, res_t, res_l)
 
 
-N_PHI_BINS = 128  # phi bins per layer of the search index
+N_PHI_BINS = 256  # phi bins per layer of the search index
 _U_OFFSET = 2048.0  # u (z in barrels, r in disks, |u| < 2048 mm) shifted to be positive
 _U_STRIDE = 4096.0
 
@@ -324,13 +324,24 @@ def query(index: SearchIndex, layer: np.ndarray, phi: np.ndarray, half_width: np
     b0 = _phi_bin(phi - w)
     b1 = _phi_bin(phi + w)
     nb = np.minimum(b1 - b0 + 1, N_PHI_BINS)
-    qrow, k = _expand(np.zeros_like(nb), nb)
+    lo_u = np.zeros(len(nb)) if u_lo is None else np.clip(u_lo + _U_OFFSET, 0.0,
+                                                          _U_STRIDE - 1.0)
+    hi_u = np.full(len(nb), _U_STRIDE - 1.0) if u_hi is None else np.clip(
+        u_hi + _U_OFFSET, 0.0, _U_STRIDE - 1.0)
+    # One (query, phi bin) search per cell. NumPy's binary search is ~10x faster on
+    # increasing keys, so the searches run with the queries ordered by their first key
+    # and the bounds go back to query order afterwards (the output order is unchanged).
+    first = (layer * N_PHI_BINS + np.mod(b0, N_PHI_BINS)) * _U_STRIDE + lo_u
+    by_key = np.argsort(first, kind="stable")
+    srow, k = _expand(np.zeros_like(nb), nb[by_key])
+    qrow = by_key[srow]
     cell = layer[qrow] * N_PHI_BINS + np.mod(b0[qrow] + k, N_PHI_BINS)
-    lo_u = 0.0 if u_lo is None else np.clip(u_lo[qrow] + _U_OFFSET, 0.0, _U_STRIDE - 1.0)
-    hi_u = _U_STRIDE - 1.0 if u_hi is None else np.clip(u_hi[qrow] + _U_OFFSET, 0.0,
-                                                        _U_STRIDE - 1.0)
-    lo = np.searchsorted(index.key, cell * _U_STRIDE + lo_u)
-    hi = np.searchsorted(index.key, cell * _U_STRIDE + hi_u, side="right")
+    at = (np.cumsum(nb) - nb)[qrow] + k  # each search's place in query order
+    lo = np.empty(len(at), np.int64)
+    hi = np.empty(len(at), np.int64)
+    lo[at] = np.searchsorted(index.key, cell * _U_STRIDE + lo_u[qrow])
+    hi[at] = np.searchsorted(index.key, cell * _U_STRIDE + hi_u[qrow], side="right")
+    qrow = np.repeat(np.arange(len(nb)), nb)
     rows, pos = _expand(lo, hi)
     rows = qrow[rows]
     hit = index.hit[pos]
@@ -365,9 +376,6 @@ def doublets(prep: Prepared, index: SearchIndex, free: np.ndarray, pass_cfg: Pas
     barrel = table.barrel[q_layer]
     pos = table.position[q_layer]
     r1, z1 = prep.r[q_hit], prep.xyz[q_hit, 2]
-    r_out = np.where(barrel, pos, table.smax[q_layer])
-    dphi = np.abs(np.arcsin(np.minimum(0.5 * kmax * r_out, 1.0))
-                  - np.arcsin(np.minimum(0.5 * kmax * r1, 1.0))) + 0.003
     zm = pass_cfg.z0_max
     # Barrel target: z2 = z1 + (z1 - z0) (r2 - r1) / r1 over z0 and r2 = pos +- 5 mm.
     zc = [z1 + (z1 - z0) * (r2 - r1) / r1 for z0 in (-zm, zm) for r2 in (pos - 5, pos + 5)]
@@ -379,6 +387,11 @@ def doublets(prep: Prepared, index: SearchIndex, free: np.ndarray, pass_cfg: Pas
           for z2 in (pos - 10, pos + 10)]
     rlo = np.where(same_side, np.maximum(np.minimum.reduce(rc), 0.0), 0.0)
     rhi = np.where(same_side, np.maximum.reduce(rc), 2000.0)
+    # The phi window of a pT >= pt_min track grows with the outer radius: the layer's
+    # radius (barrel) or the largest radius reachable on the disk.
+    r_out = np.where(barrel, pos, np.minimum(table.smax[q_layer], rhi + 1.0))
+    dphi = np.abs(np.arcsin(np.minimum(0.5 * kmax * r_out, 1.0))
+                  - np.arcsin(np.minimum(0.5 * kmax * r1, 1.0))) + 0.003
     u_lo = np.where(barrel, zlo, rlo) - 1.0
     u_hi = np.where(barrel, zhi, rhi) + 1.0
     rows, h2 = query(index, q_layer, prep.phi[q_hit], dphi, u_lo, u_hi)
@@ -505,6 +518,23 @@ def _fit(prep: Prepared, hits: np.ndarray, n_hits: np.ndarray, window: int) -> H
                              prep.xyz[hits[rows, last]])
 
 
+def _path_to_layer(h: Helix, barrel: np.ndarray, position: np.ndarray,
+                   max_turn: float) -> np.ndarray:
+    """Arc length to a barrel or disk layer, each solved only where it applies.
+
+    ``position`` is the cylinder's radius (barrel) or the plane's z (disk); shapes
+    broadcast.
+    """
+    shape = np.broadcast_shapes(barrel.shape, position.shape, h.x.shape)
+    barrel = np.broadcast_to(barrel, shape)
+    position = np.broadcast_to(position, shape)
+    out = np.empty(shape)
+    for mask, solve in ((barrel, path_to_cylinder), (~barrel, path_to_plane)):
+        hm = Helix(*(np.broadcast_to(v, shape)[mask] for v in h))
+        out[mask] = solve(hm, position[mask], max_turn)
+    return out
+
+
 def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
            config: TrackerConfig) -> Candidates:
     """Extends seeds ``(n, 3)`` outwards, one hit per step (see the module docstring)."""
@@ -526,22 +556,22 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
         hh = Helix(*(v[:, None] for v in h))
         sl = np.maximum(succ, 0)
         barrel = table.barrel[sl]
-        pos = table.position[sl]
-        s_layer = np.where(barrel, path_to_cylinder(hh, pos, config.max_turn),
-                           path_to_plane(hh, pos, config.max_turn))
-        s_layer = np.where(succ < 0, np.inf, s_layer)
+        s_layer = np.where(succ < 0, np.inf, _path_to_layer(hh, barrel, table.position[sl],
+                                                             config.max_turn))
         # A layer is reachable if the helix crosses its surface within its extent.
         xq, yq, zq = advance(hh, np.where(np.isfinite(s_layer), s_layer, 0.0))
         coord = np.where(barrel, zq, np.hypot(xq, yq))
         inside = (coord >= table.smin[sl] - 10.0) & (coord <= table.smax[sl] + 10.0)
         s_layer = np.where(inside, s_layer, np.inf)
         s_layer[:, 0] = 0.0
-        # Only the self loop and the nearest few successor layers are searched.
+        # Only the self loop (first: its path is 0) and the nearest few successor layers
+        # are searched, from the crossings computed above (the self loop's at the hit).
         near = np.argsort(s_layer, axis=1)[:, :config.search_layers + 1]
         s_layer = np.take_along_axis(s_layer, near, 1)
         succ = np.take_along_axis(succ, near, 1)
         ok_layer = np.isfinite(s_layer)
-        xq, yq, zq = advance(hh, np.where(ok_layer, s_layer, 0.0))
+        xq, yq, zq = (np.take_along_axis(v, near, 1) for v in (xq, yq, zq))
+        xq[:, 0], yq[:, 0], zq[:, 0] = h.x, h.y, h.z
         pt = C_LIGHT * config.b_field / np.maximum(np.abs(h.kappa), 1e-9)
         p = pt * np.sqrt(1.0 + h.t ** 2)
         ms = theta_c / p  # scattering angle per layer (rad)
@@ -566,8 +596,8 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
         # Residuals: helix evaluated at the hit's own radius (barrel) or z (disk).
         hc = Helix(*(v[ci] for v in h))
         hb = table.barrel[succ[ci, ki]]
-        s_hit = np.where(hb, path_to_cylinder(hc, prep.r[hit], config.max_turn),
-                         path_to_plane(hc, prep.xyz[hit, 2], config.max_turn))
+        s_hit = _path_to_layer(hc, hb, np.where(hb, prep.r[hit], prep.xyz[hit, 2]),
+                               config.max_turn)
         fin = np.isfinite(s_hit)
         xp, yp, zp = advance(hc, np.where(fin, s_hit, 0.0))
         r_h = prep.r[hit]
