@@ -156,7 +156,8 @@ class GANConfig:
     steps an EMA of 0.999 averages generators from far apart in the game and puts its
     samples between the modes, and without decay the last iterates oscillate around the
     modes instead of settling on them. R1 1.0 rather than 0.1 took the grid from 11-22
-    to 16-25 covered modes (least squares: 11-15 to 22-23; without R1: 7-8).
+    to 16-25 covered modes per seed (least squares: from 11-15 to 18-23, and 7-8 without
+    R1).
     """
 
     loss: str = "non_saturating"
