@@ -1,6 +1,7 @@
 """GAN core: losses and penalties in closed form, the scanned trainer's schedule, and a
 1D Gaussian fitted in mean and std."""
 
+import dataclasses
 import math
 
 import jax
@@ -66,7 +67,7 @@ def test_gan_fits_a_1d_gaussian_with_each_loss():
     spec, g0, d0 = G.mlp_gan(jax.random.key(0), dim=1, latent_dim=1, g_hidden=(),
                              d_hidden=(32, 32))
     cfg = G.GANConfig(steps=3000, batch_size=B, g_learning_rate=2e-3, d_learning_rate=2e-3,
-                      ema_decay=0.99, schedule="cosine")
+                      ema_decay=0.99, schedule="cosine", r1_weight=0.0)
     losses = ("non_saturating", "hinge", "least_squares")
     results = G.train_gan_ablation(jax.random.key(2), spec, g0, d0, data, cfg, losses)
     assert tuple(results) == losses
@@ -78,6 +79,68 @@ def test_gan_fits_a_1d_gaussian_with_each_loss():
         assert res.history["g_loss"].shape == (3000,)
     samples = G.sample(spec, results["hinge"].state.ema_params, jax.random.key(3), 10)
     assert samples.shape == (10, 1)
+
+
+# WGAN-GP on the same target. Its two-sided penalty lambda E(|D'| - 1)^2 has no zero-critic
+# equilibrium: in 1D a critic of slope a near +-1 pays lambda (|a| - 1)^2 and gains a * W
+# on the data-sample difference, so to flip the sign of its slope (what a generator that
+# overshoots needs) it must cross a = 0. Along a linear critic the loss a * d +
+# lambda (|a| - 1)^2 keeps its local minimum at a = 1 - d / (2 lambda) while the mean
+# error d < 2 lambda, so the generator can stall up to 2 lambda off in mean; with a
+# V-shaped critic a |x - mu| the gain per unit slope is the std error times E|z| =
+# sqrt(2 / pi), so up to 2 lambda sqrt(pi / 2) off in std. Tolerance: that bias plus
+# the 3 sd batch-matching error of the test above. This is why the paper's image
+# lambda = 10 fails here (stalls up to 20 away: measured mean 4.2 for mu = 1.5) and
+# the WGAN-GP authors use lambda = 0.1 on their 2D toys (gan_toy.py); n_critic = 5 and
+# Adam(b1 = 0.5, b2 = 0.9) are the paper's.
+GP = 0.1
+
+
+def test_wgan_gp_fits_a_1d_gaussian():
+    data = MU + SIGMA * jax.random.normal(jax.random.key(1), (20_000, 1))
+    spec, g0, d0 = G.mlp_gan(jax.random.key(0), dim=1, latent_dim=1, g_hidden=(),
+                             d_hidden=(32, 32))
+    cfg = G.GANConfig(loss="wgan_gp", steps=3000, batch_size=B, n_critic=5,
+                      g_learning_rate=2e-3, d_learning_rate=2e-3, b1=0.5, b2=0.9,
+                      gp_weight=GP, ema_decay=0.99, schedule="cosine")
+    res = G.train_gan(jax.random.key(2), spec, g0, d0, data, cfg)
+    layer = res.state.ema_params["params"]["Dense_0"]
+    mean, std = float(layer["bias"][0]), abs(float(layer["kernel"][0, 0]))
+    assert abs(mean - MU) < 2 * GP + 3 * SIGMA / math.sqrt(B), mean
+    assert abs(std - SIGMA) < 2 * GP * math.sqrt(math.pi / 2) + 3 * SIGMA / math.sqrt(2 * B), std
+
+
+def test_gradient_penalty_of_a_quadratic_critic():
+    """D(x) = x^2 / 2 has |D'(x)| = |x|. With data at +1 and samples at -1 the
+    interpolates are 2 eps - 1 for eps ~ U(0, 1), so |D'| ~ U(0, 1) and the penalty is
+    E(u - 1)^2 = 1/3. Var (1 - u)^2 = 1/5 - 1/9 = 4/45, so the mean of 2e4 terms has sd
+    0.0021; 4 sd = 0.0085. With data = samples = x the penalty is mean (|x| - 1)^2
+    exactly, per example (a batch-level norm would differ)."""
+
+    def disc(p, x):
+        return p * 0.5 * jnp.sum(x**2, axis=-1)
+
+    n = 20_000
+    gp = jax.jit(G.gradient_penalty, static_argnums=0)(disc, 1.0, jnp.ones((n, 1)),
+                                                        -jnp.ones((n, 1)), jax.random.key(0))
+    np.testing.assert_allclose(gp, 1.0 / 3.0, atol=0.0085)
+    x = jax.random.normal(jax.random.key(1), (64, 3))
+    expected = jnp.mean((jnp.linalg.norm(x, axis=-1) - 1.0) ** 2)
+    np.testing.assert_allclose(G.gradient_penalty(disc, 1.0, x, x, jax.random.key(2)),
+                               expected, rtol=1e-5)
+
+
+def test_wgan_gp_critic_gets_no_r1():
+    """R1 on top of the gradient penalty is skipped inside an ablation (a lone WGAN-GP
+    trainer skips it statically)."""
+    spec, g0, d0, cfg = _tiny(loss="wgan_gp", r1_weight=0.0)
+    data = jax.random.normal(jax.random.key(1), (64, 2))
+    plain = G.train_gan(jax.random.key(2), spec, g0, d0, data, cfg)
+    ablation = G.train_gan_ablation(jax.random.key(2), spec, g0, d0, data,
+                                    dataclasses.replace(cfg, r1_weight=5.0),
+                                    ("hinge", "wgan_gp"))
+    np.testing.assert_allclose(ablation["wgan_gp"].history["d_loss"], plain.history["d_loss"],
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_ablation_member_equals_a_single_run():
