@@ -203,6 +203,9 @@ class ConvGeometry(NamedTuple):
         ``(patch_row, patch_col)`` then ``(i, j, channel)`` within a patch.
       gather: ``(P, k * k * C)`` index of each tile entry in ``concat([x, pad_values])``
         (the padding values in the padded image's row-major order).
+      copies: ``(Dp, max N)`` flat tile positions of each padded value's copies, rows
+        padded with ``P * k * k * C`` (an appended zero): the tile step's inverse
+        gathers and averages them.
       multiplicity: ``(Dp,)`` ``N``, the number of patches holding each padded value.
       crop: ``(H * W * C,)`` index of each original value in the padded image.
       num_pad: ``Dp - H * W * C``, the number of padding values.
@@ -213,6 +216,7 @@ class ConvGeometry(NamedTuple):
     grid: tuple[int, int]
     tiles: np.ndarray
     gather: np.ndarray
+    copies: np.ndarray
     multiplicity: np.ndarray
     crop: np.ndarray
     num_pad: int
@@ -307,10 +311,17 @@ def _conv_geometry(height, width, c, k, s, pairs) -> ConvGeometry:
     source[is_pad] = crop.size + np.arange(num_pad)
     log_volume = float(np.sum(multiplicity / 2.0 * np.log(multiplicity)))
     gather = source[tiles]
-    for a in (tiles, gather, multiplicity, crop):
+    # copies[j, m]: the flat tile position of value j's m-th copy; tiles.size (an appended
+    # zero) pads the rows of values with fewer than max N copies
+    order = np.argsort(tiles.ravel(), kind="stable")
+    rank = np.arange(tiles.size) - np.repeat(np.cumsum(multiplicity) - multiplicity,
+                                             multiplicity)
+    copies = np.full((hp * wp * c, int(multiplicity.max())), tiles.size, np.int64)
+    copies[tiles.ravel()[order], rank] = order
+    for a in (tiles, gather, copies, multiplicity, crop):
         a.setflags(write=False)
-    return ConvGeometry((hp, wp), (ph, pw), tiles, gather, multiplicity, crop, num_pad,
-                        log_volume)
+    return ConvGeometry((hp, wp), (ph, pw), tiles, gather, copies, multiplicity, crop,
+                        num_pad, log_volume)
 
 
 class FlowifiedConv2d(nn.Module):
@@ -357,11 +368,11 @@ class FlowifiedConv2d(nn.Module):
        (exact unless it widens).
 
     Towards the data (``forward``): the kernel's inverse on every patch, the mean of
-    each value's copies (the tile step's inverse), then the crop. The gathers and the
-    scatter-mean use index arrays precomputed once (``conv_geometry``), with no loop
-    over patches. With ``k = s`` and no padding every value has ``N = 1``: the tile is
-    a permutation, no noise is drawn, no extra parameters exist, and the layer is
-    exact whenever its kernel is.
+    each value's copies (the tile step's inverse), then the crop. Every step is a
+    gather with index arrays precomputed once (``conv_geometry``): no loop over
+    patches, and no scatter. With ``k = s`` and no padding every value has ``N = 1``:
+    the tile is a permutation, no noise is drawn, no extra parameters exist, and the
+    layer is exact whenever its kernel is.
 
     Attributes:
       height: image height ``H``.
@@ -442,9 +453,11 @@ class FlowifiedConv2d(nn.Module):
     def _fold_mean(self, tiles: jax.Array) -> jax.Array:
         """Tiles ``(..., P, k*k*C)`` to the padded image ``(..., Dp)``: each value's mean copy."""
         g = self.geometry
-        total = jnp.zeros(tiles.shape[:-2] + g.multiplicity.shape, tiles.dtype)
-        total = total.at[..., g.tiles].add(tiles)
-        return total if not g.duplicated else total / g.multiplicity.astype(tiles.dtype)
+        flat = tiles.reshape(tiles.shape[:-2] + (-1,))
+        if not g.duplicated:
+            return flat[..., g.copies[:, 0]]
+        flat = jnp.concatenate([flat, jnp.zeros(flat.shape[:-1] + (1,), flat.dtype)], -1)
+        return jnp.sum(flat[..., g.copies], axis=-1) / g.multiplicity.astype(tiles.dtype)
 
     def tile(self, x: jax.Array, key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         """The pad and tile steps: images ``(n, H*W*C_in)`` to tiles ``(n, P, k*k*C_in)``.
