@@ -35,7 +35,7 @@ Command::
     python -m experiments.flowification            # 300 epochs each (~6-9 min)
     python -m experiments.flowification --quick    # a few epochs (~35-75 s)
 
-Measured (full preset, 547 s on a contended 2-core CPU): flowified MLP 2.336 bits/dim
+Measured (full preset, 355 s on a shared 2-core CPU, load about 3): flowified MLP 2.336 bits/dim
 (latent 8, 144k params), flowified CNN 2.269 (latent 8, 66k), overlapping CNN 2.782
 (latent 8, 80k), coupling flow 2.124 (latent 64, 162k); uniform 4.09.
 
