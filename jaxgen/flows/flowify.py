@@ -11,9 +11,12 @@ coordinates ``x_1`` are dropped and modelled by ``N(x_1; mu(z), diag sigma(z)^2)
 inference surjection with an exact likelihood contribution ``sum s + log N(...)``; for
 ``D2 > D1`` the rotated input is padded with ``U(-1/2, 1/2)`` noise (log-density 0), a
 generative surjection whose objective is a lower bound. Invertible activations (a
-learned elementwise RQ spline, leaky ReLU) and a convolution with kernel = stride (a
-flowified linear kernel shared over non-overlapping patches) complete a flowified
-network; discrete data are dequantised with uniform noise and scored in bits/dim.
+learned elementwise RQ spline, leaky ReLU) and the convolution complete a flowified
+network: pad (noise in the border) -> tile (a pixel in ``N`` overlapping patches becomes
+``N`` copies with noise orthogonal to their mean) -> a flowified linear kernel shared by
+all patches (``FlowifiedConv2d``; exact when kernel = stride and nothing is padded, a
+bound otherwise). Discrete data are dequantised with uniform noise and scored in
+bits/dim.
 
 Every layer follows the surjective-layer protocol of ``SurjectiveFlow`` (``in_dim``,
 ``out_dim``, ``exact``, ``inverse(x, key) -> (z, contribution)`` from data to latent,
@@ -22,13 +25,16 @@ i.e. the layer's usual feed-forward direction, and ``forward(z, key, mean) -> x`
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import ClassVar
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxgen._checks import check_in
 from jaxgen._checks import check_positive
@@ -59,7 +65,7 @@ def _rotation_init(key, shape, dtype=jnp.float32):
     return jax.random.normal(key, shape, dtype) / math.sqrt(shape[0])
 
 
-_TAYLOR_ORDER = 10
+_TAYLOR = tuple(1.0 / math.factorial(j) for j in range(11))  # degree-10 coefficients
 _MAX_SQUARINGS = 24
 
 
@@ -69,16 +75,21 @@ def expm(m: jax.Array) -> jax.Array:
     ``m`` is scaled by ``2^-k`` to norm <= 1/2, where a degree-10 Taylor polynomial is
     accurate to ~1e-14 relative, then squared ``k`` times (``k`` chosen at run time,
     at most 24, inside a ``fori_loop`` with ``cond``, so only the needed squarings run).
-    Equal to ``jax.scipy.linalg.expm`` to rounding, but several times cheaper to
-    compile with its gradient, which matters for networks with many rotations.
+    The polynomial is evaluated by Paterson-Stockmeyer in powers of ``x^3`` (5 matrix
+    products instead of Horner's 10). Equal to ``jax.scipy.linalg.expm`` to rounding,
+    but several times cheaper to compile with its gradient, which matters for networks
+    with many rotations.
     """
     norm = jnp.max(jnp.sum(jnp.abs(m), axis=-1))
     k = jnp.clip(jnp.ceil(jnp.log2(jnp.maximum(norm, 1e-30))) + 1, 0, _MAX_SQUARINGS)
     x = m * jnp.exp2(-k)
     eye = jnp.eye(m.shape[-1], dtype=m.dtype)
-    r = eye
-    for j in range(_TAYLOR_ORDER, 0, -1):
-        r = eye + (x @ r) / j
+    x2 = x @ x
+    x3 = x2 @ x
+    c = _TAYLOR
+    r = c[9] * eye + c[10] * x
+    for j in (6, 3, 0):
+        r = c[j] * eye + c[j + 1] * x + c[j + 2] * x2 + x3 @ r
     return jax.lax.fori_loop(
         0, _MAX_SQUARINGS, lambda i, r: jax.lax.cond(i < k, lambda q: q @ q, lambda q: q, r), r)
 
@@ -176,21 +187,213 @@ class FlowifiedLinear(nn.Module):
         return self.inverse(x, jax.random.key(0) if key is None else key)
 
 
-class FlowifiedConv2d(nn.Module):
-    """A convolution with kernel = stride as a flow: one ``FlowifiedLinear`` per patch.
+Padding = int | tuple[tuple[int, int], tuple[int, int]]
 
-    Non-overlapping ``k x k`` patches of ``(H, W, C_in)`` images are flattened to
-    ``k*k*C_in`` values and mapped by a shared flowified linear kernel to ``C_out``
-    channels (the flowification paper's ``conv2`` architecture; the tile step of an
-    overlapping convolution is then a reshape). Events are flattened images, row-major.
+
+class ConvGeometry(NamedTuple):
+    """Precomputed index arrays of a convolution's pad and tile steps (flat, row-major).
+
+    Values are indexed ``(row * width + col) * C + channel``; the padded image has
+    ``Dp = Hp * Wp * C`` values, the tiles ``P = Ph * Pw`` patches of ``k * k * C``.
 
     Attributes:
-      height: image height (a multiple of ``kernel_size``).
-      width: image width (a multiple of ``kernel_size``).
+      padded: ``(Hp, Wp)``.
+      grid: ``(Ph, Pw)``, patches along each axis.
+      tiles: ``(P, k * k * C)`` index of each tile entry in the padded image, ordered
+        ``(patch_row, patch_col)`` then ``(i, j, channel)`` within a patch.
+      gather: ``(P, k * k * C)`` index of each tile entry in ``concat([x, pad_values])``
+        (the padding values in the padded image's row-major order).
+      copies: ``(Dp, max N)`` flat tile positions of each padded value's copies, rows
+        padded with ``P * k * k * C`` (an appended zero): the tile step's inverse
+        gathers and averages them.
+      multiplicity: ``(Dp,)`` ``N``, the number of patches holding each padded value.
+      crop: ``(H * W * C,)`` index of each original value in the padded image.
+      num_pad: ``Dp - H * W * C``, the number of padding values.
+      log_volume: ``sum over padded values of (N/2) log N`` (the tile step's constant).
+    """
+
+    padded: tuple[int, int]
+    grid: tuple[int, int]
+    tiles: np.ndarray
+    gather: np.ndarray
+    copies: np.ndarray
+    multiplicity: np.ndarray
+    crop: np.ndarray
+    num_pad: int
+    log_volume: float
+
+    @property
+    def duplicated(self) -> bool:
+        """Whether some value lies in more than one patch (stride < kernel)."""
+        return self.tiles.size > self.multiplicity.size
+
+
+def _padding_pairs(padding: Padding) -> tuple[tuple[int, int], tuple[int, int]]:
+    if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
+        return (int(padding),) * 2, (int(padding),) * 2
+    try:
+        (top, bottom), (left, right) = padding
+        pairs = (int(top), int(bottom)), (int(left), int(right))
+    except (TypeError, ValueError):
+        pairs = None
+    if pairs is None or pairs != ((top, bottom), (left, right)):
+        raise ValueError("`padding` must be an int or ((top, bottom), (left, right)) of ints; "
+                         f"got {padding!r}.")
+    return pairs
+
+
+def conv_geometry(
+    height: int,
+    width: int,
+    channels: int,
+    kernel_size: int,
+    stride: int,
+    padding: Padding = 0,
+) -> ConvGeometry:
+    """Index arrays of pad -> tile for a ``k x k`` convolution (validated, cached).
+
+    Args:
+      height: image height ``H``.
+      width: image width ``W``.
+      channels: ``C``.
+      kernel_size: ``k``.
+      stride: ``s``, in ``[1, k]`` (a larger stride would skip pixels).
+      padding: ``p`` on every side, or ``((top, bottom), (left, right))``; each in
+        ``[0, k)``.
+
+    Returns:
+      The ``ConvGeometry``.
+
+    Raises:
+      ValueError: naming the argument, if a size is not positive, ``s > k``, a padding is
+        negative or ``>= k``, or the patches do not tile the padded image exactly, i.e.
+        ``H + top + bottom - k`` (likewise for ``W``) is not a non-negative multiple of
+        ``s`` (the last rows or columns would be in no patch).
+    """
+    pairs = _padding_pairs(padding)
+    for name, value in (("height", height), ("width", width), ("in_channels", channels),
+                        ("kernel_size", kernel_size), ("stride", stride)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+    k, s = int(kernel_size), int(stride)
+    if s > k:
+        raise ValueError(f"`stride` must be <= kernel_size={k} (a larger stride skips "
+                         f"pixels); got {s}.")
+    (top, bottom), (left, right) = pairs
+    if min(top, bottom, left, right) < 0 or max(top, bottom, left, right) >= k:
+        raise ValueError(f"`padding` must be in [0, kernel_size={k}) on every side; got "
+                         f"{padding!r}.")
+    for name, size, lo, hi in (("height", height, top, bottom), ("width", width, left, right)):
+        if size + lo + hi < k or (size + lo + hi - k) % s:
+            raise ValueError(f"`{name}` plus padding ({size} + {lo} + {hi}) minus kernel_size "
+                             f"{k} must be a non-negative multiple of stride {s}, so that the "
+                             f"patches cover every pixel; got {name}={size}.")
+    return _conv_geometry(int(height), int(width), int(channels), k, s, pairs)
+
+
+@functools.lru_cache(maxsize=64)
+def _conv_geometry(height, width, c, k, s, pairs) -> ConvGeometry:
+    (top, bottom), (left, right) = pairs
+    hp, wp = height + top + bottom, width + left + right
+    ph, pw = (hp - k) // s + 1, (wp - k) // s + 1
+    rows = np.arange(ph)[:, None] * s + np.arange(k)  # (Ph, k)
+    cols = np.arange(pw)[:, None] * s + np.arange(k)  # (Pw, k)
+    pixel = rows[:, None, :, None] * wp + cols[None, :, None, :]  # (Ph, Pw, k, k)
+    tiles = (pixel[..., None] * c + np.arange(c)).reshape(ph * pw, k * k * c)
+    multiplicity = np.bincount(tiles.ravel(), minlength=hp * wp * c)
+    crop = (((np.arange(height)[:, None] + top) * wp + np.arange(width) + left)[..., None] * c
+            + np.arange(c)).ravel()
+    num_pad = hp * wp * c - crop.size
+    source = np.empty(hp * wp * c, np.int64)
+    source[crop] = np.arange(crop.size)
+    is_pad = np.ones(hp * wp * c, bool)
+    is_pad[crop] = False
+    source[is_pad] = crop.size + np.arange(num_pad)
+    log_volume = float(np.sum(multiplicity / 2.0 * np.log(multiplicity)))
+    gather = source[tiles]
+    # copies[j, m]: the flat tile position of value j's m-th copy; tiles.size (an appended
+    # zero) pads the rows of values with fewer than max N copies
+    order = np.argsort(tiles.ravel(), kind="stable")
+    rank = np.arange(tiles.size) - np.repeat(np.cumsum(multiplicity) - multiplicity,
+                                             multiplicity)
+    copies = np.full((hp * wp * c, int(multiplicity.max())), tiles.size, np.int64)
+    copies[tiles.ravel()[order], rank] = order
+    for a in (tiles, gather, copies, multiplicity, crop):
+        a.setflags(write=False)
+    return ConvGeometry((hp, wp), (ph, pw), tiles, gather, copies, multiplicity, crop,
+                        num_pad, log_volume)
+
+
+class FlowifiedConv2d(nn.Module):
+    r"""A convolution as a flow: pad -> tile -> a flowified linear kernel per patch.
+
+    References: Máté, Klein, Golling, Fleuret, "Flowification: Everything is a
+    Normalizing Flow", arXiv:2205.15209 (Sec. 3, "Conv2d"; the ``conv1`` models use
+    ``k = 3, s = 2``, the ``conv2`` models ``k = s = 2``).
+
+    Images ``(H, W, C_in)`` are events flattened row-major, ``(n, H * W * C_in)``; the
+    output ``(Ph, Pw, C_out)`` likewise, ``Ph = (H + top + bottom - k) / s + 1``.
+    In the data-to-latent (feed-forward) direction:
+
+    1. **Pad.** The padded border is filled with noise ``u ~ N(0, B^2)``, ``B``
+       learnable (init ``noise_scale``). Deterministic zeros would leave no valid likelihood: the
+       score would be ``log p(x, u=0)``, which is no bound on ``log p(x)`` and is
+       unbounded above (the model gains without limit by concentrating its density on
+       ``u = 0``, e.g. by a scale ``e^s -> inf`` along the padded direction). With
+       noise, cropping is a generative surjection and Jensen gives
+       ``log p(x) >= E_u[log p(x, u) - log q(u)]``: contribution ``-log q(u)``, a bound.
+       (The reference pads the right and bottom with learnable-scale Gaussian noise,
+       just enough to fit the stride; ``padding=((0, 1), (0, 1))`` does the same here.)
+    2. **Tile.** A value in ``N`` patches becomes ``N`` copies ``y = v 1 + sqrt(N) u``
+       with ``u`` in the ``(N-1)``-dimensional complement of ``1``, so that the copies'
+       mean is ``v``; ``u ~ N(0, A^2 I_{N-1})``: a radius ``A chi_{N-1}`` times a
+       uniform direction, as in the reference, with ``A`` learnable (init
+       ``noise_scale``). Its log-contribution is
+
+       .. math::
+         c_{\rm tile} = \sum_{\rm values} \Big[\frac{N}{2}\log N - \log q(u)\Big],
+         \qquad -\log q(u) = \frac{N-1}{2}\log(2\pi A^2) + \frac{|u|^2}{2A^2}.
+
+       Derivation: with an orthonormal basis ``[1/sqrt(N), B_perp]`` of ``R^N``, the
+       map ``(v, w) -> y = v 1 + sqrt(N) B_perp w`` is ``sqrt(N) I`` followed by a
+       rotation, with Jacobian ``N^{N/2}``. Hence the model's density of the mean
+       ``v = mean(y)`` of tiles ``y ~ p_Y`` is
+       ``p(v) = N^{N/2} \int p_Y(v 1 + sqrt(N) B_perp w) dw``. With ``w = B_perp^T u ~ q``,
+       Jensen gives ``log p(v) >= E_q[log p_Y(y) - log q(u)] + (N/2) log N``. Equality
+       needs ``q`` to be the model's conditional of the copies given their mean, so
+       with any duplicated value the layer is a bound. Values with ``N = 1`` get no
+       noise and add ``0``. The noise is drawn as ``u = A (g - mean(g))``,
+       ``g ~ N(0, I_N)``, and ``|u|^2 / A^2 = sum (g_i - mean g)^2 ~ chi^2_{N-1}``.
+    3. **Kernel.** One ``FlowifiedLinear`` ``k*k*C_in -> C_out`` shared by all patches
+       (exact unless it widens).
+
+    Towards the data (``forward``): the kernel's inverse on every patch, the mean of
+    each value's copies (the tile step's inverse), then the crop. Every step is a
+    gather with index arrays precomputed once (``conv_geometry``): no loop over
+    patches, and no scatter. With ``k = s`` and no padding every value has ``N = 1``:
+    the tile is a permutation, no noise is drawn, no extra parameters exist, and the
+    layer is exact whenever its kernel is.
+
+    Attributes:
+      height: image height ``H``.
+      width: image width ``W``.
       in_channels: ``C_in``.
       out_channels: ``C_out``.
-      kernel_size: ``k`` (= stride).
+      kernel_size: ``k``.
       decoder_hidden: as in ``FlowifiedLinear``.
+      stride: ``s`` in ``[1, k]``; ``None``: ``k`` (non-overlapping patches).
+      padding: ``p`` on every side or ``((top, bottom), (left, right))``, each in
+        ``[0, k)``; ``H + top + bottom - k`` must be a multiple of ``s`` (same for
+        ``W``).
+      noise_scale: initial tile and padding noise scales ``A`` and ``B`` (the
+        reference's 0.1, for data in ``[0, 1]``; choose it relative to the data's scale:
+        Adam moves ``log A`` by about the learning rate per step).
+
+    Example:
+      >>> conv = FlowifiedConv2d(8, 8, 1, 4, kernel_size=3, stride=2,
+      ...                        padding=((0, 1), (0, 1)))
+      >>> conv.in_dim, conv.out_dim, conv.exact
+      (64, 64, False)
     """
 
     height: int
@@ -199,63 +402,120 @@ class FlowifiedConv2d(nn.Module):
     out_channels: int
     kernel_size: int = 2
     decoder_hidden: Sequence[int] | None = None
+    stride: int | None = None
+    padding: Padding = 0
+    noise_scale: float = 0.1
+
+    @property
+    def geometry(self) -> ConvGeometry:
+        """The validated pad/tile index arrays (raises ``ValueError`` on bad sizes)."""
+        return conv_geometry(self.height, self.width, self.in_channels, self.kernel_size,
+                             self.kernel_size if self.stride is None else self.stride,
+                             self.padding)
 
     @property
     def _patch(self) -> int:
         return self.kernel_size * self.kernel_size * self.in_channels
 
     @property
-    def _grid(self) -> tuple[int, int]:
-        return self.height // self.kernel_size, self.width // self.kernel_size
-
-    @property
     def in_dim(self) -> int:
         """``H * W * C_in``."""
-        return self.height * self.width * self.in_channels
+        return self.geometry.crop.size
 
     @property
     def out_dim(self) -> int:
-        """``H/k * W/k * C_out``."""
-        h, w = self._grid
-        return h * w * self.out_channels
+        """``Ph * Pw * C_out``."""
+        ph, pw = self.geometry.grid
+        return ph * pw * self.out_channels
 
     @property
     def exact(self) -> bool:
-        """Exact unless ``C_out > k*k*C_in``."""
-        return self.out_channels <= self._patch
+        """Exact iff nothing is padded or duplicated and ``C_out <= k*k*C_in``."""
+        g = self.geometry
+        return not g.duplicated and g.num_pad == 0 and self.out_channels <= self._patch
 
     def setup(self):
-        """Validates the geometry and builds the kernel."""
-        check_positive("kernel_size", self.kernel_size)
-        for name in ("height", "width"):
-            size = getattr(self, name)
-            if size < self.kernel_size or size % self.kernel_size:
-                raise ValueError(f"`{name}` must be a positive multiple of kernel_size="
-                                 f"{self.kernel_size}; got {size}.")
+        """Validates the geometry; builds the kernel and the noise scales that are needed."""
+        g = self.geometry
+        check_positive("out_channels", self.out_channels)
+        check_positive("noise_scale", self.noise_scale)
         self.kernel = FlowifiedLinear(self._patch, self.out_channels, self.decoder_hidden)
+        init = nn.initializers.constant(math.log(self.noise_scale))
+        if g.num_pad:
+            self.pad_log_scale = self.param("pad_log_scale", init, ())
+        if g.duplicated:
+            self.tile_log_scale = self.param("tile_log_scale", init, ())
 
-    def _to_patches(self, x):
-        k, c = self.kernel_size, self.in_channels
-        h, w = self._grid
-        p = x.reshape(x.shape[:-1] + (h, k, w, k, c))
-        return jnp.moveaxis(p, -4, -3).reshape(x.shape[:-1] + (h, w, k * k * c))
+    def _needs_noise(self) -> bool:
+        g = self.geometry
+        return g.duplicated or g.num_pad > 0
 
-    def _from_patches(self, p):
-        k, c = self.kernel_size, self.in_channels
-        h, w = self._grid
-        p = jnp.moveaxis(p.reshape(p.shape[:-3] + (h, w, k, k, c)), -3, -4)
-        return p.reshape(p.shape[:-5] + (self.in_dim,))
+    def _fold_mean(self, tiles: jax.Array) -> jax.Array:
+        """Tiles ``(..., P, k*k*C)`` to the padded image ``(..., Dp)``: each value's mean copy."""
+        g = self.geometry
+        flat = tiles.reshape(tiles.shape[:-2] + (-1,))
+        if not g.duplicated:
+            return flat[..., g.copies[:, 0]]
+        flat = jnp.concatenate([flat, jnp.zeros(flat.shape[:-1] + (1,), flat.dtype)], -1)
+        return jnp.sum(flat[..., g.copies], axis=-1) / g.multiplicity.astype(tiles.dtype)
+
+    def tile(self, x: jax.Array, key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """The pad and tile steps: images ``(n, H*W*C_in)`` to tiles ``(n, P, k*k*C_in)``.
+
+        Args:
+          x: images ``(n, H*W*C_in)``.
+          key: PRNG key for the padding and tile noise (needed when either is drawn).
+
+        Returns:
+          ``(tiles, contribution)``; ``contribution`` ``(n,)`` is the pad and tile steps'
+          log-likelihood contribution ``-log q(u_pad) + sum [(N/2) log N - log q(u)]``.
+        """
+        g = self.geometry
+        contribution = jnp.zeros(x.shape[:-1], x.dtype)
+        if not self._needs_noise():
+            return x[..., g.gather], contribution
+        if key is None:
+            raise ValueError("`key` is needed: an overlapping or padded flowified convolution "
+                             "draws noise.")
+        # one draw for both steps (a normal sampler is slow to compile)
+        num_tile = g.tiles.size if g.duplicated else 0
+        noise = jax.random.normal(key, x.shape[:-1] + (g.num_pad + num_tile,), x.dtype)
+        half_log_2pi = 0.5 * math.log(2.0 * math.pi)
+        if g.num_pad:
+            e = noise[..., : g.num_pad]
+            x = jnp.concatenate([x, jnp.exp(self.pad_log_scale) * e], axis=-1)
+            contribution += (0.5 * jnp.sum(e * e, axis=-1)
+                             + g.num_pad * (self.pad_log_scale + half_log_2pi))
+        tiles = x[..., g.gather]
+        if g.duplicated:
+            noise = noise[..., g.num_pad :].reshape(tiles.shape)
+            centred = noise - self._fold_mean(noise)[..., g.tiles]  # exactly 0 where N = 1
+            root_n = jnp.asarray(np.sqrt(g.multiplicity[g.tiles]), x.dtype)
+            tiles = tiles + jnp.exp(self.tile_log_scale) * root_n * centred
+            dof = g.tiles.size - g.multiplicity.size  # sum of (N - 1)
+            contribution += (0.5 * jnp.sum(centred * centred, axis=(-2, -1))
+                             + dof * (self.tile_log_scale + half_log_2pi) + g.log_volume)
+        return tiles, contribution
 
     def inverse(self, x: jax.Array, key: jax.Array | None = None):
-        """Images ``(n, H*W*C_in)`` to ``(n, H/k*W/k*C_out)``; returns ``(z, contribution)``."""
-        z, c = self.kernel.inverse(self._to_patches(x), key)
-        return z.reshape(x.shape[:-1] + (self.out_dim,)), jnp.sum(c, axis=(-2, -1))
+        """Images ``(n, H*W*C_in)`` to ``(n, Ph*Pw*C_out)``; returns ``(z, contribution)``."""
+        ph, pw = self.geometry.grid
+        k_tile, k_kernel = (jax.random.split(key) if key is not None and self._needs_noise()
+                            else (key, key))
+        tiles, contribution = self.tile(x, k_tile)
+        tiles = tiles.reshape(x.shape[:-1] + (ph, pw, self._patch))
+        z, c = self.kernel.inverse(tiles, k_kernel)
+        return (z.reshape(x.shape[:-1] + (self.out_dim,)),
+                contribution + jnp.sum(c, axis=(-2, -1)))
 
     def forward(self, z: jax.Array, key: jax.Array | None = None, mean: bool = False):
-        """``(n, H/k*W/k*C_out)`` to images ``(n, H*W*C_in)``."""
-        h, w = self._grid
-        z = z.reshape(z.shape[:-1] + (h, w, self.out_channels))
-        return self._from_patches(self.kernel.forward(z, key, mean))
+        """``(n, Ph*Pw*C_out)`` to images ``(n, H*W*C_in)`` (kernel inverse, mean, crop)."""
+        g = self.geometry
+        ph, pw = g.grid
+        tiles = self.kernel.forward(z.reshape(z.shape[:-1] + (ph, pw, self.out_channels)),
+                                    key, mean)
+        padded = self._fold_mean(tiles.reshape(z.shape[:-1] + g.tiles.shape))
+        return padded[..., g.crop]
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None):
         """Same as ``inverse`` (used to initialise parameters)."""

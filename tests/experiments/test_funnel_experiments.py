@@ -30,12 +30,14 @@ def test_funnels_smoke(tmp_path):
 
 
 def test_flowification_smoke(tmp_path):
+    # the overlapping CNN: its k = s layers are the plain CNN's code path
     cfg = make_config(flowification.Config, flowification.QUICK, epochs=1,
-                      models=("flowified_cnn", "coupling_flow"), cnn_channels=(4,),
+                      models=("flowified_cnn_overlap", "coupling_flow"), cnn_channels=(4,),
                       cnn_linear=(8,), coupling_layers=1, coupling_hidden=(16,))
     metrics = flowification.run(cfg, tmp_path)
-    assert set(metrics["models"]) == {"flowified_cnn", "coupling_flow"}
-    assert metrics["models"]["flowified_cnn"]["latent_dim"] == 8
+    assert set(metrics["models"]) == {"flowified_cnn_overlap", "coupling_flow"}
+    assert metrics["models"]["flowified_cnn_overlap"]["latent_dim"] == 8
+    assert metrics["models"]["flowified_cnn_overlap"]["log_likelihood_is_bound"]
     assert all(np.isfinite(m["bits_per_dim"]) for m in metrics["models"].values())
     assert len(metrics["checks"]) == 2
     assert (tmp_path / "samples.png").stat().st_size > 0
@@ -61,5 +63,8 @@ def test_configs_validate(module):
         module.Config(epochs=0)
     with pytest.raises(ValueError):
         module.Config(val_fraction=1.0)
+    if module is flowification:
+        with pytest.raises(ValueError, match="`overlap_noise_scale` must be > 0"):
+            module.Config(overlap_noise_scale=0.0)
     with pytest.raises(ValueError, match="must be a non-empty subset"):
         module.Config(**{"parts" if module is funnels else "models": ("nope",)})

@@ -151,7 +151,7 @@ def test_flowify_mlp_structure_and_bound_flag():
         (lambda: flowify_mlp(jax.random.key(0), sizes=(4, 2), activation="tanh"),
          "`activation` must be one of"),
         (lambda: SurjectiveFlow(12, [FlowifiedConv2d(3, 4, 1, 2)]).init(jax.random.key(0)),
-         "`height` must be a positive multiple"),
+         "`height` plus padding"),
         (lambda: SurjectiveFlow(2, [Logit(2, 0.5)]).init(jax.random.key(0)), "`alpha`"),
         (lambda: SurjectiveFlow(2, [LeakyReLU(2, 0.0)]).init(jax.random.key(0)), "`alpha`"),
         (lambda: SurjectiveFlow(2, [UniformDequantization(2, 1)]).init(jax.random.key(0)),
