@@ -96,6 +96,26 @@ def test_deterministic(medium_events):
     np.testing.assert_array_equal(a, b)
 
 
+def test_threads_split_the_work_without_changing_the_seeds(medium_events):
+    # Doublets are independent per inner hit: split over threads they are the same pairs
+    # in the same order. Following in two parts only stops merging candidates across
+    # the parts, so the score stays (the resolution removes the duplicates).
+    _, ev = medium_events
+    prep = tk.prepare_hits(ev.hits)
+    free = prep.layer >= 0
+    index = tk.build_index(prep, free)
+    one, two = TrackerConfig(threads=1), TrackerConfig(threads=2)
+    pass_cfg = one.passes[0]
+    d1 = tk.doublets(prep, index, free, pass_cfg, one)
+    d2 = tk.doublets(prep, index, free, pass_cfg, two)
+    assert len(d1[0]) > 2 * tk._MIN_SEEDS_PER_THREAD  # really split
+    for a, b in zip(d1, d2, strict=True):
+        np.testing.assert_array_equal(a, b)
+    s1 = score_event(ev.truth, reconstruct(ev, one))
+    s2 = score_event(ev.truth, reconstruct(ev, two))
+    assert abs(s1 - s2) < 0.01
+
+
 def test_helix_closed_forms():
     # Points on a known circle through the origin: kappa = 1/R with the sign of the turn.
     radius, cot = 800.0, 0.7
@@ -149,6 +169,7 @@ def test_query_matches_brute_force(medium_events):
     ({"min_hits": 30, "max_hits": 24}, "min_hits"),
     ({"passes": ()}, "passes"),
     ({"search_layers": 0}, "search_layers"),
+    ({"threads": 0}, "threads"),
 ])
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):

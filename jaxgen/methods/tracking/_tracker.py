@@ -16,7 +16,8 @@ hits the earlier passes left:
    detector), hits in the phi window are compared with the helix evaluated at the hit's
    own radius (barrels) or z (disks), and the nearest layer's best hit within a road
    scaled by the measurement resolution and multiple scattering (Highland) is appended.
-   A successor list that skips layers lets a track cross a missing hit.
+   A successor list that skips layers lets a track cross a missing hit. The seeds are
+   split over ``TrackerConfig.threads`` worker threads (2 by default).
 4. **Ambiguity resolution.** Candidates, best first (most hits, then smallest chi2),
    claim their hits in parallel rounds: a candidate that is the best claimant of all its
    free hits is accepted; the others lose the taken hits and die below ``min_hits``.
@@ -29,6 +30,7 @@ filtering: arXiv:2012.04533.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
@@ -105,7 +107,10 @@ class TrackerConfig:
       max_turn: largest transverse turning angle between two hits (rad).
       max_steps: most following steps.
       search_layers: successor layers searched per step (the nearest along the helix).
-      seed_threshold: logit cut of the learned seed filter (used when a filter is given).
+      threads: worker threads of the track following; the seeds are split into this
+        many contiguous parts, followed concurrently (NumPy releases the GIL in its
+        array loops). The result depends on this number (candidates that meet are merged
+        only within a part), never on the scheduling.
     """
 
     passes: tuple[PassConfig, ...] = (
@@ -122,6 +127,7 @@ class TrackerConfig:
     max_turn: float = 1.5
     max_steps: int = 30
     search_layers: int = 3
+    threads: int = 2
 
     def __post_init__(self):
         if not isinstance(self.passes, tuple) or not self.passes or not all(
@@ -136,6 +142,8 @@ class TrackerConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 3:
                 raise ValueError(f"`{name}` must be an integer >= 3; got {v!r}.")
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"`threads` must be an integer >= 1; got {self.threads!r}.")
         if not isinstance(self.search_layers, int) or self.search_layers < 1:
             raise ValueError(f"`search_layers` must be an integer >= 1; got "
                              f"{self.search_layers!r}.")
@@ -350,6 +358,8 @@ def query(index: SearchIndex, layer: np.ndarray, phi: np.ndarray, half_width: np
 
 # ------------------------------------------------------------------------------ seeding
 
+_MIN_SEEDS_PER_THREAD = 1000  # seeds or inner hits below which a thread costs more
+
 
 def doublets(prep: Prepared, index: SearchIndex, free: np.ndarray, pass_cfg: PassConfig,
              config: TrackerConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -359,13 +369,30 @@ def doublets(prep: Prepared, index: SearchIndex, free: np.ndarray, pass_cfg: Pas
     (barrel) or r (disk) range of straight lines in ``(r, z)`` from the inner hit to
     the beam line at ``|z0| <= z0_max``.
 
+    The inner hits are split over ``config.threads`` threads; the pairs come out in the
+    same order as from one thread.
+
     Returns:
       ``(inner, outer)`` hit indices, ``(m,)`` each.
     """
-    table = layer_table()
-    pix = np.isin(table.volume_id, PIXEL_VOLUMES)
+    pix = np.isin(layer_table().volume_id, PIXEL_VOLUMES)
     inner = np.flatnonzero(free & (prep.layer >= 0))
     inner = inner[pix[prep.layer[inner]]]
+    parts = min(config.threads, max(len(inner) // _MIN_SEEDS_PER_THREAD, 1))
+    if parts == 1:
+        return _doublets_from(prep, index, free, inner, pass_cfg, config)
+    with concurrent.futures.ThreadPoolExecutor(parts) as pool:
+        found = list(pool.map(lambda h: _doublets_from(prep, index, free, h, pass_cfg, config),
+                              np.array_split(inner, parts)))
+    return tuple(np.concatenate(c) for c in zip(*found, strict=True))
+
+
+def _doublets_from(prep: Prepared, index: SearchIndex, free: np.ndarray, inner: np.ndarray,
+                   pass_cfg: PassConfig, config: TrackerConfig
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``doublets`` for the given inner hits (pixel hits on known layers)."""
+    table = layer_table()
+    pix = np.isin(table.volume_id, PIXEL_VOLUMES)
     succ = table.seed_successors[prep.layer[inner], 1:]
     q_hit = np.repeat(inner, succ.shape[1])
     q_layer = succ.ravel()
@@ -641,6 +668,18 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
     return Candidates(hits, n_hits, chi2)
 
 
+def follow_in_threads(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
+                      config: TrackerConfig) -> Candidates:
+    """``follow`` on ``config.threads`` contiguous parts of the seeds, concurrently."""
+    parts = min(config.threads, max(len(seeds) // _MIN_SEEDS_PER_THREAD, 1))
+    if parts == 1:
+        return follow(prep, index, seeds, config)
+    chunks = np.array_split(seeds, parts)
+    with concurrent.futures.ThreadPoolExecutor(parts) as pool:
+        found = list(pool.map(lambda s: follow(prep, index, s, config), chunks))
+    return Candidates(*(np.concatenate(c) for c in zip(*found, strict=True)))
+
+
 # ---------------------------------------------------------------------------- ambiguity
 
 
@@ -810,7 +849,7 @@ def find_tracks(hits: Hits, cells: Cells | None = None, config: TrackerConfig | 
         seeds = triplets(prep, h1, h2, pass_cfg, config)
         if seeds.size == 0:
             continue
-        cands = follow(prep, index, seeds, config)
+        cands = follow_in_threads(prep, index, seeds, config)
         owner, acc = resolve(cands, n, config.min_hits)
         hit_rows = np.flatnonzero(owner >= 0)
         ids = np.full(len(cands.n_hits), -1, np.int64)
