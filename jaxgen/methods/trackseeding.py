@@ -101,21 +101,21 @@ def hit_cluster_features(hits: Hits, cells: Cells) -> np.ndarray:
         raise ValueError("`cells` has rows whose hit_id is not in `hits`.")
     row = order[pos]
     n = len(hits.hit_id)
-    big = np.iinfo(np.int32).max
-    first0 = np.full(n, big, np.int64)
-    first1 = np.full(n, big, np.int64)
-    last0 = np.full(n, -1, np.int64)
-    last1 = np.full(n, -1, np.int64)
-    np.minimum.at(first0, row, cells.ch0)
-    np.minimum.at(first1, row, cells.ch1)
-    np.maximum.at(last0, row, cells.ch0)
-    np.maximum.at(last1, row, cells.ch1)
-    charge = np.bincount(row, weights=cells.value, minlength=n)
-    has = last0 >= 0
-    f0, f1 = np.where(has, first0, 0), np.where(has, first1, 0)
-    l0, l1 = np.where(has, last0, 0), np.where(has, last1, 0)
-    n0, n1 = np.where(has, l0 - f0 + 1, 0), np.where(has, l1 - f1 + 1, 0)
-    return np.stack([f0, f1, l0, l1, n0, n1, charge], 1).astype(np.float32)
+    out = np.zeros((n, len(HIT_FEATURES)), np.float32)
+    if len(row) == 0:
+        return out
+    # Segment reductions over the cells grouped by hit (already grouped in TrackML files,
+    # so the stable sort is a linear pass).
+    c_order = np.argsort(row, kind="stable")
+    r = row[c_order]
+    starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+    at = r[starts]
+    ch0, ch1 = cells.ch0[c_order], cells.ch1[c_order]
+    f0, f1 = np.minimum.reduceat(ch0, starts), np.minimum.reduceat(ch1, starts)
+    l0, l1 = np.maximum.reduceat(ch0, starts), np.maximum.reduceat(ch1, starts)
+    charge = np.add.reduceat(cells.value[c_order].astype(np.float64), starts)
+    out[at] = np.stack([f0, f1, l0, l1, l0 - f0 + 1, l1 - f1 + 1, charge], 1)
+    return out
 
 
 def _spatial(prep: Prepared, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:

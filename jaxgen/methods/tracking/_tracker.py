@@ -725,6 +725,47 @@ def resolve(cands: Candidates, n_hits_total: int, min_hits: int) -> tuple[np.nda
     return owner, acc
 
 
+def _overlap_partners(prep: Prepared, index: SearchIndex, free: np.ndarray, helix: Helix,
+                      hit: np.ndarray, rep: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Free overlap partners of the track hits ``hit`` (of track rows ``rep``).
+
+    Returns ``(partner, track row, chi2)`` of the pairs within 4 sigma.
+    """
+    # Overlap partners lie within a few mm along the track: z in a barrel (the radial
+    # offset of the modules times cot theta), r in a disk (their z offset over cot theta).
+    t_abs = np.abs(helix.t[rep])
+    hit_barrel = layer_table().barrel[prep.layer[hit]]
+    du = np.where(hit_barrel, 5.0 + 8.0 * t_abs, 5.0 + 12.0 / np.maximum(t_abs, 1e-2))
+    du = du + 3.0 * prep.res_l[hit]
+    u0 = np.where(hit_barrel, prep.xyz[hit, 2], prep.r[hit])
+    q_rows, cand = query(index, prep.layer[hit], prep.phi[hit],
+                         np.full(hit.shape, 0.02), u0 - du, u0 + du)
+    h0, t0, cand = hit[q_rows], rep[q_rows], cand
+    keep = free[cand] & (prep.module[cand] != prep.module[h0])
+    h0, t0, cand = h0[keep], t0[keep], cand[keep]
+    hx = Helix(*(v[t0] for v in helix))
+    barrel = layer_table().barrel[prep.layer[h0]]
+
+    def residual(h):
+        t = np.where(np.abs(hx.t) < 1e-9, 1e-9, hx.t)
+        s = np.where(barrel, signed_path_to_cylinder(hx, prep.r[h]),
+                     (prep.xyz[h, 2] - hx.z) / t)
+        fin = np.isfinite(s)
+        x, y, z = advance(hx, np.where(fin, s, 0.0))
+        d_t = prep.r[h] * wrap(prep.phi[h] - np.arctan2(y, x))
+        d_l = np.where(barrel, prep.xyz[h, 2] - z, prep.r[h] - np.hypot(x, y))
+        return d_t, d_l, fin
+
+    t_a, l_a, f_a = residual(h0)
+    t_b, l_b, f_b = residual(cand)
+    sig_t = prep.res_t[h0] + prep.res_t[cand] + 0.05
+    sig_l = prep.res_l[h0] + prep.res_l[cand] + 0.1
+    c2 = ((t_b - t_a) / sig_t) ** 2 + ((l_b - l_a) / sig_l) ** 2
+    keep = f_a & f_b & (c2 <= 16.0)
+    return cand[keep], t0[keep], c2[keep]
+
+
 def pick_up_overlaps(prep: Prepared, index: SearchIndex, track: np.ndarray,
                      free: np.ndarray, config: TrackerConfig) -> np.ndarray:
     """Adds to each track the free hits of overlapping modules next to its hits.
@@ -760,38 +801,15 @@ def pick_up_overlaps(prep: Prepared, index: SearchIndex, track: np.ndarray,
     hit = srt
     good_track = ok[rep]
     hit, rep = hit[good_track], rep[good_track]
-    # Overlap partners lie within a few mm along the track: z in a barrel (the radial
-    # offset of the modules times cot theta), r in a disk (their z offset over cot theta).
-    t_abs = np.abs(helix.t[rep])
-    hit_barrel = layer_table().barrel[prep.layer[hit]]
-    du = np.where(hit_barrel, 5.0 + 8.0 * t_abs, 5.0 + 12.0 / np.maximum(t_abs, 1e-2))
-    du = du + 3.0 * prep.res_l[hit]
-    u0 = np.where(hit_barrel, prep.xyz[hit, 2], prep.r[hit])
-    q_rows, cand = query(index, prep.layer[hit], prep.phi[hit],
-                         np.full(hit.shape, 0.02), u0 - du, u0 + du)
-    h0, t0, cand = hit[q_rows], rep[q_rows], cand
-    keep = free[cand] & (prep.module[cand] != prep.module[h0])
-    h0, t0, cand = h0[keep], t0[keep], cand[keep]
-    hx = Helix(*(v[t0] for v in helix))
-    barrel = layer_table().barrel[prep.layer[h0]]
-
-    def residual(h):
-        t = np.where(np.abs(hx.t) < 1e-9, 1e-9, hx.t)
-        s = np.where(barrel, signed_path_to_cylinder(hx, prep.r[h]),
-                     (prep.xyz[h, 2] - hx.z) / t)
-        fin = np.isfinite(s)
-        x, y, z = advance(hx, np.where(fin, s, 0.0))
-        d_t = prep.r[h] * wrap(prep.phi[h] - np.arctan2(y, x))
-        d_l = np.where(barrel, prep.xyz[h, 2] - z, prep.r[h] - np.hypot(x, y))
-        return d_t, d_l, fin
-
-    t_a, l_a, f_a = residual(h0)
-    t_b, l_b, f_b = residual(cand)
-    sig_t = prep.res_t[h0] + prep.res_t[cand] + 0.05
-    sig_l = prep.res_l[h0] + prep.res_l[cand] + 0.1
-    c2 = ((t_b - t_a) / sig_t) ** 2 + ((l_b - l_a) / sig_l) ** 2
-    keep = f_a & f_b & (c2 <= 16.0)
-    cand, t0, c2 = cand[keep], t0[keep], c2[keep]
+    parts = min(config.threads, max(len(hit) // _MIN_SEEDS_PER_THREAD, 1))
+    if parts == 1:
+        cand, t0, c2 = _overlap_partners(prep, index, free, helix, hit, rep)
+    else:  # the same partners, in the same order, from contiguous parts of the hits
+        with concurrent.futures.ThreadPoolExecutor(parts) as pool:
+            found = list(pool.map(
+                lambda hr: _overlap_partners(prep, index, free, helix, *hr),
+                zip(np.array_split(hit, parts), np.array_split(rep, parts), strict=True)))
+        cand, t0, c2 = (np.concatenate(part) for part in zip(*found, strict=True))
     # Each free hit joins its best track.
     order = np.lexsort((c2, cand))
     cand, t0 = cand[order], t0[order]
