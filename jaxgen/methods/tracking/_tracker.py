@@ -361,6 +361,22 @@ def query(index: SearchIndex, layer: np.ndarray, phi: np.ndarray, half_width: np
 _MIN_SEEDS_PER_THREAD = 1000  # seeds or inner hits below which a thread costs more
 
 
+def _in_parts(fn, threads: int, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``fn`` on contiguous parts of ``arrays`` in up to ``threads`` threads.
+
+    ``fn`` maps arrays of ``m`` rows to a tuple of arrays of rows; the parts' results are
+    concatenated in order, so for a row-wise ``fn`` the result equals one call on the
+    whole. NumPy releases the GIL in its array loops, and XLA in its calls.
+    """
+    parts = min(threads, max(len(arrays[0]) // _MIN_SEEDS_PER_THREAD, 1))
+    if parts == 1:
+        return tuple(fn(*arrays))
+    split = zip(*(np.array_split(a, parts) for a in arrays), strict=True)
+    with concurrent.futures.ThreadPoolExecutor(parts) as pool:
+        found = list(pool.map(lambda args: tuple(fn(*args)), split))
+    return tuple(np.concatenate(part) for part in zip(*found, strict=True))
+
+
 def doublets(prep: Prepared, index: SearchIndex, free: np.ndarray, pass_cfg: PassConfig,
              config: TrackerConfig) -> tuple[np.ndarray, np.ndarray]:
     """Hit pairs on successive pixel layers compatible with a helix from the beam line.
@@ -378,13 +394,8 @@ def doublets(prep: Prepared, index: SearchIndex, free: np.ndarray, pass_cfg: Pas
     pix = np.isin(layer_table().volume_id, PIXEL_VOLUMES)
     inner = np.flatnonzero(free & (prep.layer >= 0))
     inner = inner[pix[prep.layer[inner]]]
-    parts = min(config.threads, max(len(inner) // _MIN_SEEDS_PER_THREAD, 1))
-    if parts == 1:
-        return _doublets_from(prep, index, free, inner, pass_cfg, config)
-    with concurrent.futures.ThreadPoolExecutor(parts) as pool:
-        found = list(pool.map(lambda h: _doublets_from(prep, index, free, h, pass_cfg, config),
-                              np.array_split(inner, parts)))
-    return tuple(np.concatenate(c) for c in zip(*found, strict=True))
+    return _in_parts(lambda h: _doublets_from(prep, index, free, h, pass_cfg, config),
+                     config.threads, inner)
 
 
 def _doublets_from(prep: Prepared, index: SearchIndex, free: np.ndarray, inner: np.ndarray,
@@ -671,13 +682,8 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
 def follow_in_threads(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
                       config: TrackerConfig) -> Candidates:
     """``follow`` on ``config.threads`` contiguous parts of the seeds, concurrently."""
-    parts = min(config.threads, max(len(seeds) // _MIN_SEEDS_PER_THREAD, 1))
-    if parts == 1:
-        return follow(prep, index, seeds, config)
-    chunks = np.array_split(seeds, parts)
-    with concurrent.futures.ThreadPoolExecutor(parts) as pool:
-        found = list(pool.map(lambda s: follow(prep, index, s, config), chunks))
-    return Candidates(*(np.concatenate(c) for c in zip(*found, strict=True)))
+    return Candidates(*_in_parts(lambda s: follow(prep, index, s, config), config.threads,
+                                 seeds))
 
 
 # ---------------------------------------------------------------------------- ambiguity
@@ -801,15 +807,8 @@ def pick_up_overlaps(prep: Prepared, index: SearchIndex, track: np.ndarray,
     hit = srt
     good_track = ok[rep]
     hit, rep = hit[good_track], rep[good_track]
-    parts = min(config.threads, max(len(hit) // _MIN_SEEDS_PER_THREAD, 1))
-    if parts == 1:
-        cand, t0, c2 = _overlap_partners(prep, index, free, helix, hit, rep)
-    else:  # the same partners, in the same order, from contiguous parts of the hits
-        with concurrent.futures.ThreadPoolExecutor(parts) as pool:
-            found = list(pool.map(
-                lambda hr: _overlap_partners(prep, index, free, helix, *hr),
-                zip(np.array_split(hit, parts), np.array_split(rep, parts), strict=True)))
-        cand, t0, c2 = (np.concatenate(part) for part in zip(*found, strict=True))
+    cand, t0, c2 = _in_parts(lambda h, r: _overlap_partners(prep, index, free, helix, h, r),
+                             config.threads, hit, rep)
     # Each free hit joins its best track.
     order = np.lexsort((c2, cand))
     cand, t0 = cand[order], t0[order]
@@ -862,7 +861,8 @@ def find_tracks(hits: Hits, cells: Cells | None = None, config: TrackerConfig | 
         index = build_index(prep, free)
         h1, h2 = doublets(prep, index, free, pass_cfg, config)
         if seed_filter is not None and h1.size:
-            keep = seed_filter.keep(prep, cluster, h1, h2)
+            keep, = _in_parts(lambda a, b: (seed_filter.keep(prep, cluster, a, b),),
+                              config.threads, h1, h2)
             h1, h2 = h1[keep], h2[keep]
         seeds = triplets(prep, h1, h2, pass_cfg, config)
         if seeds.size == 0:
