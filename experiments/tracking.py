@@ -21,16 +21,19 @@ Command::
     python -m experiments.tracking            # 2 training + 3 test full-scale events
     python -m experiments.tracking --quick    # small events, < 1 min
 
-Expected (full run, seed 0, measured at 00:10 UTC on the shared 2-core machine at load
-~6.5, 207 s in all): without the filter accuracy 0.868, Throughput-phase score 0.939,
+Expected (full run, seed 0, 2 worker threads, 73 s in all on the 2-core machine at load
+~1.3, 2026-11-24): without the filter accuracy 0.868, Throughput-phase score 0.939,
 efficiency 0.86 (particles with >= 4 hits, secondaries included; 0.96 for primaries),
-fake rate 0.065, 2.7 s per event, S = 1.02 (a quieter moment of the same machine gives
-1.25 s per event, S = 1.09); with the filter 0.861 / 0.932, fake rate 0.010, 3.1 s
-(its MLP costs more than the seeds it saves). The filter keeps 8.5 % of the seed
-doublets and 97.6 % of the true ones on the test events (set for 98 % on held-out
-doublets of the training events: the check fails by 0.4 %). Real subset: 0.828 without
-the filter, 0.165 with it (the simulated clusters differ from the real ones: the filter
-does not transfer). Real event 1001: 2.2 s, 6083 tracks.
+fake rate 0.065, 1.05 s per event, S = 1.106; with the filter (2x32 MLP, trained on a
+60 mm luminous region) accuracy 0.878, Throughput-phase score 0.950, fake rate 0.011,
+1.00 s per event (0.85-1.30 s per event across events and runs: the line of 1 s is
+within the machine's noise, so that check passes or fails by a few per cent), S =
+1.138. The filter keeps 9 % of the fake and 98.4 % of the true seed doublets of the
+test events. Real subset: 0.828 without the filter, 0.745 with it (FAIL: at low cot
+theta the real pixel clusters are ~0.5 cell longer than the simulated ones, so the
+filter loses ~20 % of the real barrel doublets; trained at the simulation's default
+5.5 mm luminous region it kept only 28 % of them, score 0.165). Real event 1001:
+0.86 s, 6085 tracks.
 """
 
 from __future__ import annotations
