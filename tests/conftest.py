@@ -22,3 +22,10 @@ def _release_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+@pytest.fixture
+def x64():
+    """Runs a test in float64 (precision checks; float32 runs elsewhere)."""
+    with jax.enable_x64(True):
+        yield

@@ -24,13 +24,6 @@ from jaxgen.flows.flowify import expm
 from jaxgen.flows.flowify import paper_decoder_hidden
 
 
-@pytest.fixture
-def x64():
-    """Runs a test in float64."""
-    with jax.enable_x64(True):
-        yield
-
-
 @jax.jit
 def _perturb(params, key):
     """Parameters (cast to the default float, float64 under x64) plus N(0, 0.2^2)."""

@@ -32,13 +32,6 @@ GEOMETRIES = [
 ]
 
 
-@pytest.fixture
-def x64():
-    """Runs a test in float64."""
-    with jax.enable_x64(True):
-        yield
-
-
 def _float64(params):
     return jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), params)
 

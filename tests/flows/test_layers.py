@@ -45,13 +45,6 @@ LAYERS = {
 TRANSFORMS = [lambda f: f, jax.jit]
 
 
-@pytest.fixture
-def x64():
-    """Runs a test in float64 (precision checks; float32 runs elsewhere)."""
-    with jax.enable_x64(True):
-        yield
-
-
 def _f64(tree):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
 

@@ -48,13 +48,6 @@ LAYERS = {
 }
 
 
-@pytest.fixture
-def x64():
-    """Runs a test in float64 (precision checks; float32 runs elsewhere)."""
-    with jax.enable_x64(True):
-        yield
-
-
 def _perturbed(init_params, key, scale=0.1):
     """Every parameter plus N(0, scale^2): away from the identity, still smooth. (Much
     larger perturbations make saturated spline conditioners whose bins of width 1e-4

@@ -10,12 +10,6 @@ from jaxgen.metrics.frechet import frechet_distance
 from jaxgen.metrics.frechet import gaussian_frechet_distance
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def test_matches_scipy_sqrtm(x64):
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
