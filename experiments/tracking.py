@@ -92,7 +92,7 @@ class Config:
 
 
 QUICK = {"n_events": 1, "n_train_events": 1, "n_particles": 1000, "n_noise": 1900,
-         "filter_epochs": 10, "real_full": False}
+         "filter_epochs": 40, "real_full": False}
 
 
 def _submission(event, track):
