@@ -23,9 +23,11 @@ import sys
 import time
 import types
 import typing
+from collections.abc import Iterable
 from collections.abc import Sequence
 from typing import Any
 
+from jaxgen._checks import check_positive
 from jaxgen.io import write_json
 
 RUNS_DIR = pathlib.Path("runs")
@@ -41,6 +43,24 @@ def check(claim: str, measured: Any, passed: bool, **details: Any) -> dict:
       **details: extra values stored with the row.
     """
     return {"claim": claim, "measured": measured, "passed": bool(passed), **details}
+
+
+def check_positive_fields(config: Any, names: Sequence[str]) -> None:
+    """Raises ``ValueError`` naming the first of ``names`` not > 0 (and finite) on ``config``.
+
+    The common check of an experiment ``Config.__post_init__``.
+    """
+    for name in names:
+        check_positive(name, getattr(config, name))
+
+
+def check_subset(name: str, values: Sequence[Any], allowed: Iterable[Any]) -> None:
+    """Raises ``ValueError`` unless the field ``name`` is a non-empty subset of ``allowed``."""
+    allowed = list(allowed)
+    unknown = [v for v in values if v not in allowed]
+    if unknown or not values:
+        raise ValueError(f"`{name}` must be a non-empty subset of {allowed}; got unknown "
+                         f"{unknown}.")
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
 from experiments import main
 from jaxgen.classifiers import reweight
 from jaxgen.methods import dctr
@@ -64,25 +65,13 @@ class Config:
     tolerance: float = 0.05  # for mu_fit
 
     def __post_init__(self):
-        for name in (
-            "n_train",
-            "epochs",
-            "batch_size",
-            "patience",
-            "n_eval",
-            "n_data",
-            "fit_epochs",
-            "scan_points",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)!r}.")
+        check_positive_fields(self, ("n_train", "epochs", "batch_size", "patience", "n_eval",
+                                     "n_data", "fit_epochs", "scan_points"))
         if not self.mu_low < self.mu_high:
             raise ValueError("`mu_low` must be less than `mu_high`.")
         if not self.mu_low <= self.mu_secret <= self.mu_high:
             raise ValueError("`mu_secret` must lie in [mu_low, mu_high].")
-        for name in ("fit_learning_rate", "tolerance", "n_sigma"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)!r}.")
+        check_positive_fields(self, ("fit_learning_rate", "tolerance", "n_sigma"))
 
 
 QUICK = {

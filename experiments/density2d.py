@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
+from experiments import check_subset
 from experiments import main
 from jaxgen.data import toys
 from jaxgen.flows import coupling_flow
@@ -55,13 +57,9 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        unknown = sorted(set(self.toys) - set(toys.TOYS_2D))
-        if unknown or not self.toys:
-            raise ValueError(f"`toys` must be a non-empty subset of {sorted(toys.TOYS_2D)}; "
-                             f"got unknown {unknown}.")
-        for name in ("n_train", "n_test", "num_layers", "num_bins", "epochs", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)}.")
+        check_subset("toys", self.toys, toys.TOYS_2D)
+        check_positive_fields(self, ("n_train", "n_test", "num_layers", "num_bins", "epochs",
+                                     "batch_size"))
         if self.learning_rate <= 0 or self.tail_bound <= 0 or self.max_entropy_gap <= 0:
             raise ValueError("`learning_rate`, `tail_bound` and `max_entropy_gap` must be > 0.")
 

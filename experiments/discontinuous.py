@@ -39,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
+from experiments import check_subset
 from experiments import main
 from jaxgen.data import toys
 from jaxgen.generative import ClusteredConfig
@@ -103,14 +105,9 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        unknown = sorted(set(self.toys) - set(NUM_MODES))
-        if unknown or not self.toys:
-            raise ValueError(f"`toys` must be a non-empty subset of {sorted(NUM_MODES)}; "
-                             f"got unknown {unknown}.")
-        for name in ("n_train", "n_eval", "encoder_epochs", "gan_steps", "batch_size",
-                     "latent_dim"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)}.")
+        check_subset("toys", self.toys, NUM_MODES)
+        check_positive_fields(self, ("n_train", "n_eval", "encoder_epochs", "gan_steps",
+                                     "batch_size", "latent_dim"))
         if self.learning_rate <= 0 or self.temperature <= 0 or self.jitter < 0:
             raise ValueError("`learning_rate` and `temperature` must be > 0, `jitter` >= 0.")
         if not 0.0 < self.min_purity <= 1.0:

@@ -62,6 +62,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
+from experiments import check_subset
 from experiments import main
 from jaxgen.data.digits import load_digits
 from jaxgen.flows import CouplingLayer
@@ -111,16 +113,11 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        unknown = sorted(set(self.models) - set(MODELS))
-        if unknown or not self.models:
-            raise ValueError(f"`models` must be a non-empty subset of {list(MODELS)}; got "
-                             f"unknown {unknown}.")
-        for name in ("num_bins", "coupling_layers", "epochs", "batch_size", "eval_draws"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)}.")
-        for name in ("tail_bound", "learning_rate", "tolerance_bpd", "overlap_noise_scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)}.")
+        check_subset("models", self.models, MODELS)
+        check_positive_fields(self, ("num_bins", "coupling_layers", "epochs", "batch_size",
+                                     "eval_draws"))
+        check_positive_fields(self, ("tail_bound", "learning_rate", "tolerance_bpd",
+                                     "overlap_noise_scale"))
         if len(self.mlp_sizes) < 2 or self.mlp_sizes[0] != 64 or min(self.mlp_sizes) < 1:
             raise ValueError(f"`mlp_sizes` must start at 64 (8x8 images) and list >= 2 "
                              f"positive sizes; got {self.mlp_sizes}.")

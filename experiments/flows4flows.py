@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
 from experiments import main
 from jaxgen.data import toys
 from jaxgen.flows import coupling_flow
@@ -77,10 +78,8 @@ class Config:
         for name in ("left_toy", "right_toy"):
             if getattr(self, name) not in toys.TOYS_2D:
                 raise ValueError(f"`{name}` must be one of {sorted(toys.TOYS_2D)}.")
-        for name in ("n_train", "n_test", "base_layers", "top_layers", "base_epochs",
-                     "top_epochs", "batch_size", "num_bins"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)}.")
+        check_positive_fields(self, ("n_train", "n_test", "base_layers", "top_layers",
+                                     "base_epochs", "top_epochs", "batch_size", "num_bins"))
         if self.top_layers % 2:
             raise ValueError("`top_layers` must be even so the map keeps coordinate order.")
         if not 0 <= self.eval_degrees < 45:

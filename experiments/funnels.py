@@ -46,6 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
+from experiments import check_subset
 from experiments import main
 from jaxgen.data import toys
 from jaxgen.data.digits import load_digits
@@ -108,20 +110,13 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        unknown = sorted(set(self.parts) - set(PARTS))
-        if unknown or not self.parts:
-            raise ValueError(f"`parts` must be a non-empty subset of {list(PARTS)}; got "
-                             f"unknown {unknown}.")
-        for name in ("n_train", "n_test", "num_layers", "num_bins", "epochs", "batch_size",
-                     "hyper_dim", "hyper_latent", "gauss_dim", "gauss_rank", "gauss_latent",
-                     "digits_layers", "digits_epochs", "digits_batch_size",
-                     "digits_eval_draws"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)}.")
-        for name in ("learning_rate", "digits_learning_rate", "tail_bound", "match_tolerance",
-                     "match_tolerance_bpd", "max_entropy_gap"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)}.")
+        check_subset("parts", self.parts, PARTS)
+        check_positive_fields(self, ("n_train", "n_test", "num_layers", "num_bins", "epochs",
+                                     "batch_size", "hyper_dim", "hyper_latent", "gauss_dim",
+                                     "gauss_rank", "gauss_latent", "digits_layers", "digits_epochs",
+                                     "digits_batch_size", "digits_eval_draws"))
+        check_positive_fields(self, ("learning_rate", "digits_learning_rate", "tail_bound",
+                                     "match_tolerance", "match_tolerance_bpd", "max_entropy_gap"))
         if not 1 <= self.hyper_latent < self.hyper_dim or self.hyper_dim < 2:
             raise ValueError(f"`hyper_latent` must be in [1, hyper_dim) with hyper_dim >= 2; "
                              f"got {self.hyper_latent}, {self.hyper_dim}.")

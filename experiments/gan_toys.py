@@ -43,6 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
+from experiments import check_subset
 from experiments import main
 from jaxgen.data import toys
 from jaxgen.generative import LOSSES
@@ -88,17 +90,10 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        unknown = sorted(set(self.toys) - set(TOYS))
-        if unknown or not self.toys:
-            raise ValueError(f"`toys` must be a non-empty subset of {sorted(TOYS)}; "
-                             f"got unknown {unknown}.")
-        bad = sorted(set(self.losses) - set(LOSSES))
-        if bad or not self.losses:
-            raise ValueError(f"`losses` must be a non-empty subset of {list(LOSSES)}; "
-                             f"got unknown {bad}.")
-        for name in ("seeds", "n_train", "n_eval", "steps", "latent_dim", "wgan_n_critic"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)}.")
+        check_subset("toys", self.toys, TOYS)
+        check_subset("losses", self.losses, LOSSES)
+        check_positive_fields(self, ("seeds", "n_train", "n_eval", "steps", "latent_dim",
+                                     "wgan_n_critic"))
         if not self.hidden or min(self.hidden) <= 0:
             raise ValueError(f"`hidden` must be non-empty positive widths; got {self.hidden}.")
         if not 0 <= self.min_ring_modes <= 8 or not 0 <= self.min_grid_modes <= 25:

@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
 from experiments import main
 from jaxgen.data.digits import load_digits
 from jaxgen.generative import LOSSES
@@ -82,10 +83,8 @@ class Config:
         if self.labels not in LABEL_SOURCES:
             raise ValueError(f"`labels` must be one of {list(LABEL_SOURCES)}; "
                              f"got {self.labels!r}.")
-        for name in ("encoder_epochs", "gan_steps", "batch_size", "cls_reg_every",
-                     "r1_every", "n_per_class"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)}.")
+        check_positive_fields(self, ("encoder_epochs", "gan_steps", "batch_size", "cls_reg_every",
+                                     "r1_every", "n_per_class"))
         if self.num_classes < 2:
             raise ValueError(f"`num_classes` must be >= 2; got {self.num_classes}.")
         if self.labels == "external" and self.num_classes != 10:

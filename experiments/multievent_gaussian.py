@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
 from experiments import main
 from jaxgen.methods import multievent as me
 from jaxgen.plot import save_figure
@@ -52,18 +53,9 @@ class Config:
     var_tolerance: float = 0.3
 
     def __post_init__(self):
-        for name in (
-            "n_train_events",
-            "n_test_sets",
-            "epochs",
-            "batch_size",
-            "set_batch_size",
-            "reg_set_size",
-            "reg_n_train",
-            "reg_test_sets",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)!r}.")
+        check_positive_fields(self, ("n_train_events", "n_test_sets", "epochs", "batch_size",
+                                     "set_batch_size", "reg_set_size", "reg_n_train",
+                                     "reg_test_sets"))
         if self.mu <= 0 or not self.set_sizes or min(self.set_sizes) < 1:
             raise ValueError("`mu` must be > 0 and `set_sizes` positive integers.")
         if not self.reg_mu_low < self.reg_mu_true < self.reg_mu_high:

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
 from experiments import main
 from jaxgen.methods import ibu as ibu_mod
 from jaxgen.methods import omnifold as of
@@ -60,12 +61,9 @@ class Config:
     tolerance: float = 0.03
 
     def __post_init__(self):
-        for name in ("n", "iterations", "epochs", "batch_size", "patience", "ibu_bins"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)!r}.")
-        for name in ("smearing", "mc_std", "data_std", "tolerance"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)!r}.")
+        check_positive_fields(self, ("n", "iterations", "epochs", "batch_size", "patience",
+                                     "ibu_bins"))
+        check_positive_fields(self, ("smearing", "mc_std", "data_std", "tolerance"))
         for name in ("inefficiency", "fake_fraction", "background_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be in [0, 1); got {getattr(self, name)!r}.")

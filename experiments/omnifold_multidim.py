@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
 from experiments import main
 from jaxgen.classifiers import mlp_classifier
 from jaxgen.methods import ibu as ibu_mod
@@ -72,9 +73,7 @@ class Config:
     warm_start: bool = False
 
     def __post_init__(self):
-        for name in ("n", "iterations", "epochs", "batch_size", "patience", "bins"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)!r}.")
+        check_positive_fields(self, ("n", "iterations", "epochs", "batch_size", "patience", "bins"))
 
 
 QUICK = {"n": 30_000, "iterations": 3, "epochs": 10, "batch_size": 1000}

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
 from experiments import main
 from jaxgen.methods import dctr
 from jaxgen.methods import srgn
@@ -60,17 +61,8 @@ class Config:
     tolerance_2d: float = 0.15
 
     def __post_init__(self):
-        for name in (
-            "n_reweighter",
-            "reweighter_epochs",
-            "n_ref",
-            "n_data",
-            "grid_1d",
-            "grid_2d",
-            "fit_epochs",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)!r}.")
+        check_positive_fields(self, ("n_reweighter", "reweighter_epochs", "n_ref", "n_data",
+                                     "grid_1d", "grid_2d", "fit_epochs"))
         if self.max_evaluations < 0 or self.smearing <= 0:
             raise ValueError("`max_evaluations` must be >= 0 and `smearing` > 0.")
         if not self.mu_low < self.mu_true < self.mu_high:

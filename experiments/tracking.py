@@ -46,6 +46,7 @@ import jax
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
 from experiments import main
 from jaxgen.data import trackml
 from jaxgen.methods import trackseeding as ts
@@ -78,9 +79,7 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("n_events", "n_train_events", "n_particles", "filter_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1; got {getattr(self, name)}.")
+        check_positive_fields(self, ("n_events", "n_train_events", "n_particles", "filter_epochs"))
         if self.n_noise < 0:
             raise ValueError(f"`n_noise` must be >= 0; got {self.n_noise}.")
         if not self.filter_vertex_sigma_z > 0:

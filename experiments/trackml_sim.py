@@ -36,6 +36,7 @@ import jax
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
 from experiments import main
 from jaxgen.data import trackml
 from jaxgen.plot import save_figure
@@ -54,9 +55,7 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("n_events", "n_particles"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1; got {getattr(self, name)}.")
+        check_positive_fields(self, ("n_events", "n_particles"))
         if self.n_noise < 0:
             raise ValueError(f"`n_noise` must be >= 0; got {self.n_noise}.")
 

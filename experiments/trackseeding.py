@@ -37,6 +37,7 @@ import jax
 import numpy as np
 
 from experiments import check
+from experiments import check_positive_fields
 from experiments import main
 from jaxgen.data import trackml
 from jaxgen.methods import trackseeding as ts
@@ -65,10 +66,8 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("n_train_events", "n_test_events", "n_particles", "epochs",
-                     "min_true_per_bin", "singlet_hits"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1; got {getattr(self, name)}.")
+        check_positive_fields(self, ("n_train_events", "n_test_events", "n_particles", "epochs",
+                                     "min_true_per_bin", "singlet_hits"))
         if self.n_noise < 0:
             raise ValueError(f"`n_noise` must be >= 0; got {self.n_noise}.")
         if not 0.0 < self.efficiency < 1.0:
