@@ -115,8 +115,7 @@ class Config:
     def __post_init__(self):
         check_subset("models", self.models, MODELS)
         check_positive_fields(self, ("num_bins", "coupling_layers", "epochs", "batch_size",
-                                     "eval_draws"))
-        check_positive_fields(self, ("tail_bound", "learning_rate", "tolerance_bpd",
+                                     "eval_draws", "tail_bound", "learning_rate", "tolerance_bpd",
                                      "overlap_noise_scale"))
         if len(self.mlp_sizes) < 2 or self.mlp_sizes[0] != 64 or min(self.mlp_sizes) < 1:
             raise ValueError(f"`mlp_sizes` must start at 64 (8x8 images) and list >= 2 "

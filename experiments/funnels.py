@@ -114,9 +114,9 @@ class Config:
         check_positive_fields(self, ("n_train", "n_test", "num_layers", "num_bins", "epochs",
                                      "batch_size", "hyper_dim", "hyper_latent", "gauss_dim",
                                      "gauss_rank", "gauss_latent", "digits_layers", "digits_epochs",
-                                     "digits_batch_size", "digits_eval_draws"))
-        check_positive_fields(self, ("learning_rate", "digits_learning_rate", "tail_bound",
-                                     "match_tolerance", "match_tolerance_bpd", "max_entropy_gap"))
+                                     "digits_batch_size", "digits_eval_draws", "learning_rate",
+                                     "digits_learning_rate", "tail_bound", "match_tolerance",
+                                     "match_tolerance_bpd", "max_entropy_gap"))
         if not 1 <= self.hyper_latent < self.hyper_dim or self.hyper_dim < 2:
             raise ValueError(f"`hyper_latent` must be in [1, hyper_dim) with hyper_dim >= 2; "
                              f"got {self.hyper_latent}, {self.hyper_dim}.")

@@ -62,8 +62,7 @@ class Config:
 
     def __post_init__(self):
         check_positive_fields(self, ("n", "iterations", "epochs", "batch_size", "patience",
-                                     "ibu_bins"))
-        check_positive_fields(self, ("smearing", "mc_std", "data_std", "tolerance"))
+                                     "ibu_bins", "smearing", "mc_std", "data_std", "tolerance"))
         for name in ("inefficiency", "fake_fraction", "background_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be in [0, 1); got {getattr(self, name)!r}.")

@@ -98,8 +98,10 @@ def test_deterministic(medium_events):
 
 def test_threads_split_the_work_without_changing_the_seeds(medium_events):
     # Doublets are independent per inner hit: split over threads they are the same pairs
-    # in the same order. Following in two parts only stops merging candidates across
-    # the parts, so the score stays (the resolution removes the duplicates).
+    # in the same order. Following in two parts only stops merging candidates that meet
+    # across the parts (end in the same two hits); the ambiguity resolution then keeps the
+    # better one, as the merge would have. No such pair occurs in this event, so the
+    # tracks are the same up to their ids (at full scale, 34 of 97,000 hits differ).
     _, ev = medium_events
     prep = tk.prepare_hits(ev.hits)
     free = prep.layer >= 0
@@ -111,9 +113,11 @@ def test_threads_split_the_work_without_changing_the_seeds(medium_events):
     assert len(d1[0]) > 2 * tk._MIN_SEEDS_PER_THREAD  # really split
     for a, b in zip(d1, d2, strict=True):
         np.testing.assert_array_equal(a, b)
-    s1 = score_event(ev.truth, reconstruct(ev, one))
-    s2 = score_event(ev.truth, reconstruct(ev, two))
-    assert abs(s1 - s2) < 0.01
+    t1 = reconstruct(ev, one).track_id
+    t2 = reconstruct(ev, two).track_id
+    # Same partition of the hits: a one-to-one map between the two runs' track ids.
+    pairs = np.unique(np.stack([t1, t2], 1), axis=0)
+    assert len(pairs) == len(np.unique(t1)) == len(np.unique(t2))
 
 
 def test_helix_closed_forms():

@@ -679,13 +679,6 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
     return Candidates(hits, n_hits, chi2)
 
 
-def follow_in_threads(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
-                      config: TrackerConfig) -> Candidates:
-    """``follow`` on ``config.threads`` contiguous parts of the seeds, concurrently."""
-    return Candidates(*_in_parts(lambda s: follow(prep, index, s, config), config.threads,
-                                 seeds))
-
-
 # ---------------------------------------------------------------------------- ambiguity
 
 
@@ -867,7 +860,8 @@ def find_tracks(hits: Hits, cells: Cells | None = None, config: TrackerConfig | 
         seeds = triplets(prep, h1, h2, pass_cfg, config)
         if seeds.size == 0:
             continue
-        cands = follow_in_threads(prep, index, seeds, config)
+        cands = Candidates(*_in_parts(lambda s, index=index: follow(prep, index, s, config),
+                                      config.threads, seeds))
         owner, acc = resolve(cands, n, config.min_hits)
         hit_rows = np.flatnonzero(owner >= 0)
         ids = np.full(len(cands.n_hits), -1, np.int64)
