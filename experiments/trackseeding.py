@@ -18,12 +18,13 @@ Command::
     python -m experiments.trackseeding            # 2 train + 1 test full-scale events
     python -m experiments.trackseeding --quick    # small events, < 1 min
 
-Expected (full run, seed 0, 392 s on the shared 2-core machine): 2.2 M training and
+Expected (full run, seed 0, 67 s on the quiet 2-core machine): 2.2 M training and
 1.1 M test pairs, purity before selection 0.015; purity at 98 % efficiency overall
-spatial 0.195, cluster 0.099, combined 0.274; combined > spatial in 12/12 bins (e.g.
-pT > 1 GeV, |eta| < 1: 0.167 -> 0.223; pT < 0.5, |eta| 2.1-3: 0.321 -> 0.418). Real
-subset (classifiers trained on simulation): overall spatial 0.241, combined 0.370 from
-0.185 before selection. Singlet mean cos(true, predicted): spatial 0.845, combined 0.966.
+spatial 0.198, cluster 0.072, combined 0.264; combined > spatial in 12/12 bins (e.g.
+pT > 1 GeV, |eta| < 1: 0.171 -> 0.243; pT < 0.5, |eta| 2.1-3: 0.314 -> 0.412). Real
+subset (classifiers trained on simulation): overall spatial 0.232, cluster 0.423,
+combined 0.389 from 0.185 before selection. Singlet mean cos(true, predicted): spatial
+0.844, combined 0.966.
 The absolute purities are higher than the paper's because the pair window (|dphi| <=
 0.12, |z0| <= 200 mm) is already a selection and the simulated beam spot is narrow.
 """

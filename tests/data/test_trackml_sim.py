@@ -82,7 +82,10 @@ def test_hits_lie_on_their_modules(event, detector):
     assert trackml.inside_module(det, idx, true, tolerance=1e-3).all()
     assert (np.abs(meas[:, 2]) < 1e-3).all()
     # The measurement is the cluster centroid: within one pitch (plus the 2e-3 mm rounding)
-    # of the true point along each axis, unless the cluster is cut by the module edge.
+    # of the true point along each axis, unless the cluster is cut by the module edge, plus
+    # the pixel charge noise: with relative noise s per cell, a centroid over N cells at
+    # unit spacing moves by pitch * s * sqrt(sum (k - mean)^2) / N ~ pitch * s *
+    # sqrt(N / 12) (1 sigma); 5 sigma for ~8,000 coordinates (two-sided 6e-7 each).
     row = np.searchsorted(h.hit_id, event.cells.hit_id)
     n_u = np.round(2 * det.max_hu / det.pitch_u).astype(int)[idx]
     n_v = np.round(2 * det.hv / det.pitch_v).astype(int)[idx]
@@ -90,8 +93,15 @@ def test_hits_lie_on_their_modules(event, detector):
     edge_cell = (c.ch0 == 0) | (c.ch1 == 0) | (c.ch0 == n_u[row] - 1) | (c.ch1 == n_v[row] - 1)
     inner = np.bincount(row, edge_cell, len(h.x)) == 0
     assert inner.mean() > 0.9
-    assert (np.abs(meas[inner, 0] - true[inner, 0]) <= det.pitch_u[idx][inner] + 2e-3).all()
-    assert (np.abs(meas[inner, 1] - true[inner, 1]) <= det.pitch_v[idx][inner] + 2e-3).all()
+    noise = np.where(np.isin(h.volume_id, (7, 8, 9)), SMALL.value_fluctuation, 0.0)
+    for axis, ch, pitch in ((0, c.ch0, det.pitch_u[idx]), (1, c.ch1, det.pitch_v[idx])):
+        extent = np.zeros(len(h.x), int)
+        np.maximum.at(extent, row, ch)
+        low = np.full(len(h.x), 1 << 30)
+        np.minimum.at(low, row, ch)
+        n_cells = extent - low + 1
+        tol = pitch * (1.0 + 5.0 * noise * np.sqrt(n_cells / 12.0)) + 2e-3
+        assert (np.abs(meas[inner, axis] - true[inner, axis]) <= tol[inner]).all()
 
 
 def _helix_errors(ev):

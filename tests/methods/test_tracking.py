@@ -43,14 +43,19 @@ def medium_events():
     return clean, noisy
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_clean_particles_found_exactly(seed):
+def test_clean_particles_found_exactly():
     # Noiseless, scattering-free primaries above 1 GeV: every particle must be one track
-    # with all its hits, so the score is exactly 1 (no statistics involved).
-    ev = trackml.simulate_event(jax.random.key(seed), CLEAN)
-    sub = reconstruct(ev)
-    assert score_event(ev.truth, sub) == pytest.approx(1.0, abs=1e-6)
-    assert len(np.unique(sub.track_id)) == len(np.unique(ev.truth.particle_id))
+    # with all its hits, so the score is exactly 1 (no statistics involved), in each of
+    # 40 events. In events 17, 23, 30 and 33 a particle near |eta| = 2.45 misses the first
+    # endcap disk after the barrel: its seed starts behind the gap and only the inward
+    # extension recovers its barrel hits. Events 0, 3, 11, 33 and 37 need the triplet
+    # ranking that puts seeds jumping over a hit last (each mechanism switched off was
+    # seen to fail exactly these).
+    for seed in range(40):
+        ev = trackml.simulate_event(jax.random.key(seed), CLEAN)
+        sub = reconstruct(ev)
+        assert score_event(ev.truth, sub) == pytest.approx(1.0, abs=1e-6), seed
+        assert len(np.unique(sub.track_id)) == len(np.unique(ev.truth.particle_id)), seed
 
 
 def test_score_degrades_gracefully_with_noise(medium_events):

@@ -21,7 +21,11 @@ hits the earlier passes left:
 4. **Ambiguity resolution.** Candidates, best first (most hits, then smallest chi2),
    claim their hits in parallel rounds: a candidate that is the best claimant of all its
    free hits is accepted; the others lose the taken hits and die below ``min_hits``.
-5. **Leftovers.** Hits in no accepted track get track id 0.
+5. **Completion.** Accepted tracks are followed inwards from their innermost hits
+   through the reversed layer graph in a tight road (the hits inside a seed that had
+   to start after a gap), then pick up the free hits of overlapping modules next to
+   their hits.
+6. **Leftovers.** Hits in no accepted track get track id 0.
 
 References: TrackML Accuracy phase (arXiv:1904.06778), Throughput phase
 (arXiv:2105.01160); the winners' combinatorial approach (S. Gorbunov). Cluster-shape seed
@@ -168,6 +172,18 @@ class LayerTable(NamedTuple):
     successors: np.ndarray  # (L, K) layers a track can reach next (-1 padded), self first
     res_l: np.ndarray  # single-hit resolution along z (barrels) or r (disks), mm
     seed_successors: np.ndarray  # (L, K') the next layer crossed, no skips (-1 padded)
+    predecessors: np.ndarray  # (L, K'') the successor graph reversed, self first
+
+
+def _reverse(succ: np.ndarray) -> np.ndarray:
+    """The reversed graph of a ``(L, K)`` successor table (self first, -1 padded)."""
+    n = len(succ)
+    rows = [np.r_[i, np.flatnonzero((succ[:, 1:] == i).any(1))] for i in range(n)]
+    rows = [np.r_[r[0], r[1:][r[1:] != r[0]]] for r in rows]
+    out = np.full((n, max(len(r) for r in rows)), -1, np.int64)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
 
 
 @functools.cache
@@ -178,7 +194,7 @@ def layer_table() -> LayerTable:
     seed_succ = _layer_graph(layers.barrel, layers.position, layers.smin, layers.smax, 0)
     res_l = np.array([RESOLUTION.get(int(v), (1.0, 10.0))[1] for v in layers.volume_id])
     return LayerTable(layers.volume_id, layers.layer_id, layers.barrel, layers.position,
-                      layers.smin, layers.smax, succ, res_l, seed_succ)
+                      layers.smin, layers.smax, succ, res_l, seed_succ, _reverse(succ))
 
 
 def _next_crossing(h: Helix, barrel, position, smin, smax, max_turn: float):
@@ -418,13 +434,20 @@ def _doublets_from(prep: Prepared, index: SearchIndex, free: np.ndarray, inner: 
     # Barrel target: z2 = z1 + (z1 - z0) (r2 - r1) / r1 over z0 and r2 = pos +- 5 mm.
     zc = [z1 + (z1 - z0) * (r2 - r1) / r1 for z0 in (-zm, zm) for r2 in (pos - 5, pos + 5)]
     zlo, zhi = np.minimum.reduce(zc), np.maximum.reduce(zc)
-    # Disk target: r2 = r1 (z2 - z0) / (z1 - z0) over z0 and z2 = pos +- 10 mm.
-    same_side = (z1 - zm) * (z1 + zm) > 0
-    den = [np.where(same_side, z1 - z0, 1.0) for z0 in (-zm, zm)]
-    rc = [r1 * (z2 - z0) / d for z0, d in zip((-zm, zm), den, strict=True)
-          for z2 in (pos - 10, pos + 10)]
-    rlo = np.where(same_side, np.maximum(np.minimum.reduce(rc), 0.0), 0.0)
-    rhi = np.where(same_side, np.maximum.reduce(rc), 2000.0)
+    # Disk target on the side s = sign(z2), |z2| = |pos| -+ 10 mm: r2 = r1 (z2 - z0) /
+    # (z1 - z0) grows with z0 (for s z0 < s z1), so its least value comes from
+    # s z0 = -zm and the near surface, its largest from s z0 = zm and the far surface,
+    # unbounded if the inner hit lies within the vertex range (|z1| <= zm). Outwards:
+    # r2 > r1 + 0.5 (the cut below).
+    side = np.where(pos < 0, -1.0, 1.0)
+    sz1 = side * z1
+    reach = sz1 + zm > 0
+    rlo = np.where(reach, r1 * (np.abs(pos) - 10.0 + zm) / np.where(reach, sz1 + zm, 1.0),
+                   np.inf)
+    rlo = np.maximum(rlo, r1 + 0.5)
+    beyond = sz1 > zm
+    rhi = np.where(beyond, r1 * (np.abs(pos) + 10.0 - zm) / np.where(beyond, sz1 - zm, 1.0),
+                   2000.0)
     # The phi window of a pT >= pt_min track grows with the outer radius: the layer's
     # radius (barrel) or the largest radius reachable on the disk.
     r_out = np.where(barrel, pos, np.minimum(table.smax[q_layer], rhi + 1.0))
@@ -501,13 +524,18 @@ def triplets(prep: Prepared, h1: np.ndarray, h2: np.ndarray, pass_cfg: PassConfi
     a, b, c = a[ok], b[ok], c[ok]
     quality = ((th2 - th1) / tol)[ok] ** 2 + (d0 / (pass_cfg.d0_max + 3.0 * kappa_err * 0.5
                                                     * r_a ** 2))[ok] ** 2
+    # A triplet with a doublet that jumps over a hit which another triplet puts between
+    # the same two hits (``a -> x -> b``) would leave that hit out (following only goes
+    # outwards): it ranks after every triplet without such a gap.
+    n = max(int(prep.r.shape[0]), 1)
+    bridged = a * n + c
+    gap = np.isin(a * n + b, bridged) | np.isin(b * n + c, bridged)
     # A triplet whose first doublet continues another triplet lies inside a longer chain:
     # following that chain's first triplet finds its hits anyway.
-    n = max(int(prep.r.shape[0]), 1)
     keep = ~np.isin(a * n + b, b * n + c)
-    a, b, c, quality = a[keep], b[keep], c[keep], quality[keep]
+    a, b, c, quality, gap = a[keep], b[keep], c[keep], quality[keep], gap[keep]
     # At most ``seeds_per_hit`` triplets (the best) start at one hit.
-    order = np.lexsort((quality, a))
+    order = np.lexsort((quality, gap, a))
     a, b, c = a[order], b[order], c[order]
     start = np.r_[0, np.flatnonzero(np.diff(a)) + 1] if a.size else np.zeros(0, np.int64)
     rank = np.arange(a.size) - np.repeat(start, np.diff(np.r_[start, a.size]))
@@ -574,13 +602,24 @@ def _path_to_layer(h: Helix, barrel: np.ndarray, position: np.ndarray,
 
 
 def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
-           config: TrackerConfig) -> Candidates:
-    """Extends seeds ``(n, 3)`` outwards, one hit per step (see the module docstring)."""
+           config: TrackerConfig, *, inwards: bool = False,
+           free: np.ndarray | None = None) -> Candidates:
+    """Extends seeds, one hit per step (see the module docstring).
+
+    Args:
+      prep: the prepared hits.
+      index: the search index of the hits that may be added.
+      seeds: ``(n, k)`` hits in the order of travel (-1 padded; at least three layers).
+      config: tracker settings.
+      inwards: follow the reversed layer graph (seeds ordered from outside in).
+      free: ``(hits,)`` bool, if given only these hits may be added.
+    """
     table = layer_table()
-    n = len(seeds)
-    hits = np.full((n, config.max_hits), -1, np.int64)
-    hits[:, :3] = seeds
-    n_hits = np.full(n, 3, np.int64)
+    graph = table.predecessors if inwards else table.successors
+    n, k = seeds.shape
+    hits = np.full((n, max(config.max_hits, k)), -1, np.int64)
+    hits[:, :k] = seeds
+    n_hits = (seeds >= 0).sum(1).astype(np.int64)
     chi2 = np.zeros(n)
     alive = np.arange(n)
     theta_c = 0.0136 * math.sqrt(config.material)
@@ -590,7 +629,7 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
         h = _fit(prep, hits[alive], n_hits[alive], config.fit_window)
         last = hits[alive, n_hits[alive] - 1]
         cur_layer = prep.layer[last]
-        succ = table.successors[cur_layer]  # (alive, K)
+        succ = graph[cur_layer]  # (alive, K)
         hh = Helix(*(v[:, None] for v in h))
         sl = np.maximum(succ, 0)
         barrel = table.barrel[sl]
@@ -652,6 +691,13 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
         is_self = succ[ci, ki] == cur_layer[ci]
         used = (hits[alive[ci]] == hit[:, None]).any(1)
         good = fin & (c2 <= config.chi2_max) & ~used
+        if free is not None:
+            good &= free[hit]
+        if inwards:
+            # Towards the beam line only (not round a loop), and not the overlap hits of
+            # the track's own layer (``pick_up_overlaps``' job).
+            good &= ~is_self & (np.hypot(prep.r[hit], prep.xyz[hit, 2])
+                                < np.hypot(prep.r[last[ci]], prep.xyz[last[ci], 2]))
         good &= ~is_self | ((prep.module[hit] != prep.module[last[ci]]) & (s_hit < 40.0)
                             & (c2 <= 0.5 * config.chi2_max))
         ci, ki, hit, c2, s_hit = ci[good], ki[good], hit[good], c2[good], s_hit[good]
@@ -666,7 +712,7 @@ def follow(prep: Prepared, index: SearchIndex, seeds: np.ndarray,
         hits[cand, n_hits[cand]] = hit
         n_hits[cand] += 1
         chi2[cand] += c2
-        alive = cand[n_hits[cand] < config.max_hits]
+        alive = cand[n_hits[cand] < hits.shape[1]]
         # Candidates that now end in the same two hits continue identically: keep the one
         # with the most hits (then the smallest chi2) and stop the others here.
         if alive.size > 1:
@@ -811,6 +857,69 @@ def pick_up_overlaps(prep: Prepared, index: SearchIndex, track: np.ndarray,
     return out
 
 
+# Road of the inward extension (chi2 of the two residuals). Measured on a full-scale
+# simulated event with the road at 12: of the hits it added, those with chi2 < 1 were the
+# track's particle's in 94 % of cases, 1-2 in 73 %, 2-4 in 21 %, above 4 in 4 %. The inner
+# layers are the densest, and a wrong hit there costs another particle its seed.
+_INWARD_CHI2 = 2.0
+
+
+def extend_inwards(prep: Prepared, index: SearchIndex, track: np.ndarray, free: np.ndarray,
+                   first_id: int, config: TrackerConfig) -> np.ndarray:
+    """Adds to tracks ``>= first_id`` the free hits on the layers inside their first hit.
+
+    Following only goes outwards, so a track seeded after a layer where its seed would
+    have needed a missing hit (a gap between modules, a barrel-to-disk transition) leaves
+    its inner hits behind. Each track's innermost hits (by distance from the origin,
+    ``fit_window`` of them) are followed in reverse through the reversed layer graph; a
+    free hit claimed by several tracks joins the one with the smallest chi2 per hit.
+
+    Returns:
+      The updated ``(n,)`` track ids.
+    """
+    rows = np.flatnonzero(track >= first_id)
+    if rows.size == 0:
+        return track
+    dist = np.hypot(prep.r[rows], prep.xyz[rows, 2])
+    order = np.lexsort((-dist, track[rows]))  # per track, outermost first
+    rows = rows[order]
+    tid = track[rows]
+    start = np.r_[0, np.flatnonzero(np.diff(tid)) + 1]
+    count = np.diff(np.r_[start, len(rows)])
+    k = min(config.fit_window, int(count.max()))
+    # The innermost k hits of each track, ordered outside-in (-1 padded on the left is
+    # not allowed, so short tracks are left-aligned).
+    take = np.minimum(count, k)
+    j = np.arange(k)[None]
+    src = (start + count - take)[:, None] + j
+    seeds = np.where(j < take[:, None], rows[np.minimum(src, len(rows) - 1)], -1)
+    layers = np.where(seeds >= 0, prep.layer[np.maximum(seeds, 0)], -1)
+    distinct = (np.diff(np.sort(layers, 1), axis=1) > 0).sum(1) + 1 - (layers < 0).any(1)
+    ok = distinct >= 3
+    seeds, ids = seeds[ok], tid[start][ok]
+    if len(seeds) == 0:
+        return track
+    road = dataclasses.replace(config, chi2_max=_INWARD_CHI2)
+    cands = Candidates(*_in_parts(
+        lambda s: follow(prep, index, s, road, inwards=True, free=free),
+        config.threads, seeds))
+    n0 = (seeds >= 0).sum(1)
+    grew = np.flatnonzero(cands.n_hits > n0)
+    if grew.size == 0:
+        return track
+    per_hit = cands.chi2[grew] / (cands.n_hits[grew] - n0[grew])
+    new_j = np.arange(cands.hits.shape[1])[None]
+    mask = (new_j >= n0[grew, None]) & (new_j < cands.n_hits[grew, None])
+    rr, cc = np.nonzero(mask)
+    hit, q, owner = cands.hits[grew[rr], cc], per_hit[rr], ids[grew[rr]]
+    order = np.lexsort((q, hit))
+    hit, owner = hit[order], owner[order]
+    first = np.r_[True, hit[1:] != hit[:-1]]
+    out = track.copy()
+    out[hit[first]] = owner[first]
+    return out
+
+
 # ------------------------------------------------------------------------------- driver
 
 
@@ -869,6 +978,8 @@ def find_tracks(hits: Hits, cells: Cells | None = None, config: TrackerConfig | 
         next_id += len(acc)
         track[hit_rows] = ids[owner[hit_rows]]
         free &= owner < 0
+        track = extend_inwards(prep, index, track, free, next_id - len(acc), config)
+        free &= track == 0
         track = pick_up_overlaps(prep, index, track, free, config)
         free &= track == 0
     return track
