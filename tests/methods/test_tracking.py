@@ -171,6 +171,45 @@ def test_query_matches_brute_force(medium_events):
         assert (gd <= width[i] + 2 * np.pi / tk.N_PHI_BINS + 1e-9).all()
 
 
+def test_doublets_match_brute_force(medium_events):
+    # The doublet search queries a (phi, z or r) window per inner hit and successor layer;
+    # it must return exactly the pairs that pass the cuts themselves (outwards by > 0.5 mm
+    # in r, |z0| <= z0_max, |kappa| of the circle through the origin <= kappa_max, both
+    # hits on the same side of the beam line), found here by trying every pair of hits on
+    # the two layers.
+    _, ev = medium_events
+    prep = tk.prepare_hits(ev.hits)
+    free = prep.layer >= 0
+    index = tk.build_index(prep, free)
+    config = TrackerConfig()
+    table = tk.layer_table()
+    pix = np.isin(table.volume_id, tk.PIXEL_VOLUMES)
+    for pass_cfg in config.passes:
+        h1, h2 = tk.doublets(prep, index, free, pass_cfg, config)
+        got = set(zip(h1.tolist(), h2.tolist(), strict=True))
+        kmax = config.kappa_max(pass_cfg.pt_min)
+        want = set()
+        for la in np.flatnonzero(pix):
+            a = np.flatnonzero(free & (prep.layer == la))
+            for lb in table.seed_successors[la, 1:]:
+                if lb < 0 or not pix[lb]:
+                    continue
+                b = np.flatnonzero(free & (prep.layer == lb))
+                i, j = (m.ravel() for m in np.meshgrid(a, b, indexing="ij"))
+                r1, r2 = prep.r[i], prep.r[j]
+                z1, z2 = prep.xyz[i, 2], prep.xyz[j, 2]
+                dr = r2 - r1
+                ok = dr > 0.5
+                z0 = z1 - r1 * (z2 - z1) / np.where(ok, dr, 1.0)
+                x1, y1, x2, y2 = prep.xyz[i, 0], prep.xyz[i, 1], prep.xyz[j, 0], prep.xyz[j, 1]
+                kappa = 2.0 * (x1 * y2 - y1 * x2) / np.maximum(
+                    r1 * r2 * np.hypot(x2 - x1, y2 - y1), 1e-9)
+                ok &= (np.abs(z0) <= pass_cfg.z0_max) & (np.abs(kappa) <= kmax)
+                ok &= x1 * x2 + y1 * y2 > 0  # outwards: not through the beam line
+                want |= set(zip(i[ok].tolist(), j[ok].tolist(), strict=True))
+        assert got == want
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"chi2_max": -1.0}, "chi2_max"),
     ({"b_field": float("nan")}, "b_field"),
