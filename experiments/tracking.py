@@ -28,10 +28,13 @@ event, S = 1.154; with the filter (2x32 MLP, trained on a 60 mm luminous region)
 accuracy 0.885, Throughput-phase score 0.958, fake rate 0.007, 0.67 s per event
 (0.64-0.73 s across events), S = 1.193, above the winners' 1.17. The filter keeps
 7.9 % of the fake and 97.8 % of the true seed doublets of the test events. Real subset:
-0.840 without the filter, 0.824 with it (with the digitisation calibrated on the real
-clusters, see ``jaxgen.data.trackml._simulate``; before that calibration the filter
-lost ~20 % of the real barrel doublets and scored 0.745). Real event 1001: 0.64 s,
-6046 tracks.
+0.840 without the filter, 0.824 with it; the filter keeps 96.8 % of its true seed
+doublets (per layer pair as on the simulated events, e.g. 92 % of the barrel-barrel
+ones in both; the real event has more of those) and 4.6 % of its fakes. That is with
+the digitisation calibrated on the real clusters (see ``jaxgen.data.trackml._simulate``);
+before the calibration the filter lost ~20 % of the real barrel doublets and scored
+0.745. Timing: 0.67-0.73 s per event with the filter over two quiet runs. Real event
+1001: 0.64 s, 6046 tracks.
 """
 
 from __future__ import annotations
@@ -185,21 +188,11 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
         }
 
     # Seed counts and the filter's efficiency on the test events' doublets.
-    n_true = n_kept_true = n_all = n_kept = 0
-    for ev in events:
-        prep = prepare_hits(ev.hits)
-        s = ts.seed_pairs(ev, prep)
-        keep = seed_filter.keep(prep, seed_filter.hit_features(ev.hits, ev.cells), s.h1, s.h2)
-        n_true += int(s.label.sum())
-        n_kept_true += int(keep[s.label].sum())
-        n_all += len(keep)
-        n_kept += int(keep.sum())
-    filt_eff = n_kept_true / max(n_true, 1)
-    fake_kept = (n_kept - n_kept_true) / max(n_all - n_true, 1)
-    metrics = {"sim": results, "filter_training": filter_info,
-               "filter_test": {"true_doublets": n_true, "efficiency": filt_eff,
-                               "doublets": n_all, "kept_fraction": n_kept / max(n_all, 1),
-                               "fake_kept_fraction": fake_kept},
+    filter_test = _filter_counts(events, seed_filter)
+    n_true, filt_eff = filter_test["true_doublets"], filter_test["efficiency"]
+    fake_kept = filter_test["fake_kept_fraction"]
+    n_all = filter_test["doublets"]
+    metrics = {"sim": results, "filter_training": filter_info, "filter_test": filter_test,
                "pt_edges": list(PT_EDGES), "eta_edges": list(ETA_EDGES)}
 
     timings = {"sim (no filter)": results["no_filter"]["seconds_per_event"],
@@ -217,6 +210,7 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
                             "throughput_accuracy": score_event(real.truth, sub,
                                                                primaries_only=True),
                             "seconds": dt}
+        real_m["filter_doublets"] = _filter_counts([real], seed_filter)
         metrics["real_subset"] = real_m
         timings["real subset"] = real_m["no_filter"]["seconds"]
     if config.real_full:
@@ -261,14 +255,14 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
         ra = metrics["real_subset"]["no_filter"]["accuracy"]
         checks.append(check("the tracker transfers to real TrackML data (subset score > 0.75)",
                             f"{ra:.3f}", ra > 0.75))
-        # At its working point the filter drops 1 - efficiency = 2 % of the true
-        # doublets; a track is lost only if all its seeds go, so the score may fall by at
-        # most about that much, plus 1 % for the changed seed order of the ambiguity
-        # resolution.
+        # A track is lost only if all its seed doublets go, so the score may fall by at
+        # most the fraction of true doublets that the filter drops on this event
+        # (measured: 1 - its efficiency there).
         rf = metrics["real_subset"]["filter"]["accuracy"]
+        lost = 1.0 - metrics["real_subset"]["filter_doublets"]["efficiency"]
         checks.append(check("the filter trained on simulation transfers to the real subset "
-                            "(score within 0.03 of the unfiltered)", f"{rf:.3f} vs {ra:.3f}",
-                            rf >= ra - (1 - config.filter_efficiency) - 0.01))
+                            "(score within the share of true doublets it drops there)",
+                            f"{rf:.3f} vs {ra:.3f} - {lost:.3f}", rf >= ra - lost))
     if config.real_full:
         checks.append(check("runs on the complete real event (93,680 hits) in < 10 s",
                             f"{metrics['real_full']['seconds']:.2f} s",
@@ -280,6 +274,22 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
         # --seed-filter RUN_DIR/seed_filter.npz
         ts.save_seed_filter(pathlib.Path(workdir) / "seed_filter.npz", seed_filter)
     return metrics
+
+
+def _filter_counts(events, seed_filter) -> dict:
+    """The filter's decisions on the events' seed doublets: efficiency and kept shares."""
+    n_true = n_kept_true = n_all = n_kept = 0
+    for ev in events:
+        prep = prepare_hits(ev.hits)
+        s = ts.seed_pairs(ev, prep)
+        keep = seed_filter.keep(prep, seed_filter.hit_features(ev.hits, ev.cells), s.h1, s.h2)
+        n_true += int(s.label.sum())
+        n_kept_true += int(keep[s.label].sum())
+        n_all += len(keep)
+        n_kept += int(keep.sum())
+    return {"true_doublets": n_true, "efficiency": n_kept_true / max(n_true, 1),
+            "doublets": n_all, "kept_fraction": n_kept / max(n_all, 1),
+            "fake_kept_fraction": (n_kept - n_kept_true) / max(n_all - n_true, 1)}
 
 
 def _plot(workdir, event, track, metrics) -> None:
