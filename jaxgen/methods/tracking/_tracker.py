@@ -887,12 +887,13 @@ def extend_inwards(prep: Prepared, index: SearchIndex, track: np.ndarray, free: 
     start = np.r_[0, np.flatnonzero(np.diff(tid)) + 1]
     count = np.diff(np.r_[start, len(rows)])
     k = min(config.fit_window, int(count.max()))
-    # The innermost k hits of each track, ordered outside-in (-1 padded on the left is
-    # not allowed, so short tracks are left-aligned).
+    # The innermost k hits of each track, ordered outside-in; a shorter track's row ends
+    # in -1 padding (``follow`` continues from the last real hit).
     take = np.minimum(count, k)
     j = np.arange(k)[None]
     src = (start + count - take)[:, None] + j
     seeds = np.where(j < take[:, None], rows[np.minimum(src, len(rows) - 1)], -1)
+    # The helix fit needs hits on three distinct layers (the padding's -1 is not one).
     layers = np.where(seeds >= 0, prep.layer[np.maximum(seeds, 0)], -1)
     distinct = (np.diff(np.sort(layers, 1), axis=1) > 0).sum(1) + 1 - (layers < 0).any(1)
     ok = distinct >= 3
