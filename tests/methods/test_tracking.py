@@ -171,6 +171,18 @@ def test_query_matches_brute_force(medium_events):
         assert (gd <= width[i] + 2 * np.pi / tk.N_PHI_BINS + 1e-9).all()
 
 
+def test_predecessors_reverse_the_successor_graph():
+    # Inward following walks the layer graph backwards: j precedes i exactly when i
+    # succeeds j (self loops aside), and every layer is its own first entry.
+    table = tk.layer_table()
+    succ = {(j, i) for j in range(len(table.successors))
+            for i in table.successors[j, 1:] if i >= 0 and i != j}
+    pred = {(j, i) for i in range(len(table.predecessors))
+            for j in table.predecessors[i, 1:] if j >= 0}
+    assert succ == pred
+    assert (table.predecessors[:, 0] == np.arange(len(table.predecessors))).all()
+
+
 def test_doublets_match_brute_force(medium_events):
     # The doublet search queries a (phi, z or r) window per inner hit and successor layer;
     # it must return exactly the pairs that pass the cuts themselves (outwards by > 0.5 mm
