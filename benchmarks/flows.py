@@ -10,6 +10,12 @@ with its own jitted step, loss and optimizer created once, and ``knots=7`` (= 8 
 The two libraries' timings of each quantity alternate (jaxgen, flowjax, jaxgen, ...), so
 a ratio compares them under the same load even on a shared machine.
 
+jaxgen's step is compiled as its training engine compiles it, with
+``jaxgen.train.compiler_options()`` (on CPU: no YNNPACK fusions, see
+``jaxgen/train/compiler.py``). flowjax's step is also timed compiled with the same
+options (``flowjax_same_options``), so the share of the ratio that comes from the
+compiler option and the share that comes from the library itself are both visible.
+
 Usage::
 
     python benchmarks/flows.py [--repeats=5] [--dims=2,8] > flows.json
@@ -31,6 +37,7 @@ import optax
 
 from jaxgen.flows import coupling_flow
 from jaxgen.train import FitConfig
+from jaxgen.train import compiler_options
 from jaxgen.train import fit
 
 BATCH = 1024
@@ -73,11 +80,12 @@ def bench_jaxgen(dim: int, repeats: int) -> tuple[dict, dict]:
     opt = optax.adam(1e-3)
     x = jax.random.normal(jax.random.key(1), (BATCH, dim))
 
-    @jax.jit
-    def step(p, s, xb):
+    def step_fn(p, s, xb):
         loss, g = jax.value_and_grad(lambda q: jnp.mean(flow.nll(q, xb)))(p)
         u, s = opt.update(g, s, p)
         return optax.apply_updates(p, u), s
+
+    step = jax.jit(step_fn, compiler_options=compiler_options())  # as in ``fit``
 
     state = (params, opt.init(params))
     t = time.perf_counter()
@@ -121,11 +129,13 @@ def bench_flowjax(dim: int) -> tuple[dict, dict] | None:
     opt = optax.adam(1e-3)
     x = jax.random.normal(jax.random.key(1), (BATCH, dim))
 
-    @eqx.filter_jit
-    def step(p, s, xb):
+    def step_fn(p, s, xb):
         loss, g = eqx.filter_value_and_grad(loss_fn)(p, static, xb, key=key)
         u, s = opt.update(g, s, p)
         return eqx.apply_updates(p, u), s
+
+    step = eqx.filter_jit(step_fn)
+    same = jax.jit(step_fn, compiler_options=compiler_options())
 
     state = (params, opt.init(params))
     t = time.perf_counter()
@@ -135,7 +145,8 @@ def bench_flowjax(dim: int) -> tuple[dict, dict] | None:
     log_prob = eqx.filter_jit(lambda f, v: f.log_prob(v))
     sample = eqx.filter_jit(lambda f, k: f.sample(k, (EVAL_BATCH,)))
     timed = {"train": _train_loop(step, state, x), "log_prob": lambda: log_prob(flow, xe),
-             "sample": lambda: sample(flow, key)}
+             "sample": lambda: sample(flow, key),
+             "train_same_options": _train_loop(same, state, x)}
     return {"compile_s": compile_s}, timed
 
 
@@ -170,9 +181,12 @@ def main(argv: list[str]) -> None:
         for what, count, key in (("train", STEPS, "train_steps_per_s"),
                                  ("log_prob", EVAL_BATCH, "log_prob_events_per_s"),
                                  ("sample", EVAL_BATCH, "sample_events_per_s")):
-            rates = _rates({lib: t[what] for lib, t in libs.items()}, count, repeats)
+            fns = {lib: t[what] for lib, t in libs.items()}
+            if what == "train" and fj is not None:
+                fns["flowjax_same_options"] = libs["flowjax"]["train_same_options"]
+            rates = _rates(fns, count, repeats)
             for lib, rate in rates.items():
-                row[lib][key] = rate
+                row.setdefault(lib, {})[key] = rate
         if fj is not None:
             row["ratio_jaxgen_over_flowjax"] = {
                 k: row["jaxgen"][k] / row["flowjax"][k]
@@ -180,6 +194,9 @@ def main(argv: list[str]) -> None:
             }
             row["ratio_jaxgen_over_flowjax"]["compile_s"] = (
                 row["jaxgen"]["compile_s"] / row["flowjax"]["compile_s"])
+            row["ratio_jaxgen_over_flowjax"]["train_same_options"] = (
+                row["jaxgen"]["train_steps_per_s"]
+                / row["flowjax_same_options"]["train_steps_per_s"])
         out["results"][f"{dim}d"] = row
     print(json.dumps(out))
 

@@ -1,5 +1,6 @@
 """The training engine: ``fit``, ``fit_ensemble`` and their configuration."""
 
+from jaxgen.train.compiler import compiler_options
 from jaxgen.train.config import FitConfig
 from jaxgen.train.config import make_optimizer
 from jaxgen.train.fit import FitResult
@@ -15,6 +16,7 @@ __all__ = [
     "FitResult",
     "LossFn",
     "TrainState",
+    "compiler_options",
     "fit",
     "fit_ensemble",
     "make_optimizer",

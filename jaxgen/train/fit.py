@@ -32,6 +32,7 @@ import tqdm.auto as tqdm
 
 from jaxgen._checks import check_array
 from jaxgen._checks import leading_size
+from jaxgen.train.compiler import compiler_options
 from jaxgen.train.config import FitConfig
 from jaxgen.train.config import make_optimizer
 
@@ -124,8 +125,8 @@ class _Trainer:
         if ensemble:
             epoch = jax.vmap(epoch, in_axes=(0, None, 0, 0))
             evaluate = jax.vmap(evaluate, in_axes=(0, None, 0, None))
-        self.epoch = jax.jit(epoch, donate_argnums=(0,))
-        self.evaluate = jax.jit(evaluate)
+        self.epoch = jax.jit(epoch, donate_argnums=(0,), compiler_options=compiler_options())
+        self.evaluate = jax.jit(evaluate, compiler_options=compiler_options())
 
     def _objective(self, params, batch, w, key, step):
         losses = self.loss_fn(params, batch, key, step)
