@@ -848,12 +848,17 @@ def pick_up_overlaps(prep: Prepared, index: SearchIndex, track: np.ndarray,
     hit, rep = hit[good_track], rep[good_track]
     cand, t0, c2 = _in_parts(lambda h, r: _overlap_partners(prep, index, free, helix, h, r),
                              config.threads, hit, rep)
-    # Each free hit joins its best track.
-    order = np.lexsort((c2, cand))
-    cand, t0 = cand[order], t0[order]
-    first = np.r_[True, cand[1:] != cand[:-1]] if cand.size else np.zeros(0, bool)
+    return _assign_best(track, cand, tid[start][t0], c2)
+
+
+def _assign_best(track: np.ndarray, hit: np.ndarray, owner: np.ndarray,
+                 cost: np.ndarray) -> np.ndarray:
+    """``track`` with each claimed ``hit`` given to its claimant ``owner`` of least ``cost``."""
+    order = np.lexsort((cost, hit))
+    hit, owner = hit[order], owner[order]
+    first = np.r_[True, hit[1:] != hit[:-1]] if hit.size else np.zeros(0, bool)
     out = track.copy()
-    out[cand[first]] = tid[start][t0[first]]
+    out[hit[first]] = owner[first]
     return out
 
 
@@ -912,13 +917,7 @@ def extend_inwards(prep: Prepared, index: SearchIndex, track: np.ndarray, free: 
     new_j = np.arange(cands.hits.shape[1])[None]
     mask = (new_j >= n0[grew, None]) & (new_j < cands.n_hits[grew, None])
     rr, cc = np.nonzero(mask)
-    hit, q, owner = cands.hits[grew[rr], cc], per_hit[rr], ids[grew[rr]]
-    order = np.lexsort((q, hit))
-    hit, owner = hit[order], owner[order]
-    first = np.r_[True, hit[1:] != hit[:-1]]
-    out = track.copy()
-    out[hit[first]] = owner[first]
-    return out
+    return _assign_best(track, cands.hits[grew[rr], cc], ids[grew[rr]], per_hit[rr])
 
 
 # ------------------------------------------------------------------------------- driver
