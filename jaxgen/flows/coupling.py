@@ -53,18 +53,23 @@ class CouplingLayer(nn.Module):
         """Builds the conditioner."""
         if not 0 < self._split < self.dim:
             raise ValueError(f"`split` must be in (0, {self.dim}); got {self._split}.")
-        n_out = (self.dim - self._split) * self.transformer.num_params
+        n_active = self.dim - self._split
+        n_out = n_active * self.transformer.num_params
         init = "zeros" if self.identity_init else "default"
+        # The output columns are group-major (all active dimensions' first parameter group,
+        # then the second, ...), and the transformer gets the groups as separate arrays:
+        # XLA:CPU assembles the gradient of one (..., n_active, num_params) array by a
+        # poorly fused concatenation along its minor axis (1.1-1.3x slower training).
+        groups = tuple(n_active * g for g in self.transformer.param_groups)
         self.conditioner = MLP(tuple(self.hidden) + (n_out,), self.activation,
-                               last_layer_init=init)
+                               last_layer_init=init, output_groups=groups)
 
     def _coupling(self, context: jax.Array | None) -> distrax.SplitCoupling:
         n_active = self.dim - self._split
 
         def conditioner(x_kept):
             h = x_kept if context is None else jnp.concatenate([x_kept, context], axis=-1)
-            out = self.conditioner(h)
-            return out.reshape(out.shape[:-1] + (n_active, self.transformer.num_params))
+            return tuple(o.reshape(o.shape[:-1] + (n_active, -1)) for o in self.conditioner(h))
 
         return distrax.SplitCoupling(
             split_index=self._split,

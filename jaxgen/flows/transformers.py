@@ -1,7 +1,9 @@
 """Elementwise transformers applied by coupling and autoregressive layers.
 
-A transformer says how many unconstrained parameters each transformed dimension needs and
-builds the elementwise ``distrax.Bijector`` from them. Zero parameters give the identity,
+A transformer says how many unconstrained parameters each transformed dimension needs, in
+which groups (``param_groups``: a conditioner may produce each group with its own output
+head), and builds the elementwise ``distrax.Bijector`` from them, given either as one
+array ``(..., num_params)`` or as the tuple of the groups. Zero parameters give the identity,
 so a conditioner whose last layer is zero-initialised starts the flow at the identity.
 """
 
@@ -16,6 +18,9 @@ import jax.numpy as jnp
 from jaxgen._checks import check_positive
 from jaxgen.flows.spline import RationalQuadraticSpline
 from jaxgen.flows.spline import num_spline_params
+from jaxgen.flows.spline import spline_param_groups
+
+Params = jax.Array | tuple[jax.Array, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +44,13 @@ class SplineTransformer:
         """Parameters per transformed dimension."""
         return num_spline_params(self.num_bins)
 
-    def bijector(self, params: jax.Array) -> distrax.Bijector:
-        """The elementwise spline for ``params`` of shape ``(..., 3K - 1)``."""
+    @property
+    def param_groups(self) -> tuple[int, ...]:
+        """Group sizes: ``K`` bin widths, ``K`` bin heights, ``K - 1`` knot slopes."""
+        return spline_param_groups(self.num_bins)
+
+    def bijector(self, params: Params) -> distrax.Bijector:
+        """The elementwise spline for ``params`` ``(..., 3K - 1)`` or its three groups."""
         return RationalQuadraticSpline(params, -self.tail_bound, self.tail_bound)
 
 
@@ -62,11 +72,19 @@ class AffineTransformer:
         """Parameters per transformed dimension (shift, log-scale)."""
         return 2
 
-    def bijector(self, params: jax.Array) -> distrax.Bijector:
-        """The elementwise affine map for ``params`` of shape ``(..., 2)``."""
+    @property
+    def param_groups(self) -> tuple[int, ...]:
+        """Group sizes: shift, log-scale."""
+        return (1, 1)
+
+    def bijector(self, params: Params) -> distrax.Bijector:
+        """The elementwise affine map for ``params`` ``(..., 2)`` or its two groups."""
+        if isinstance(params, tuple | list):
+            shift, raw_scale = params[0][..., 0], params[1][..., 0]
+        else:
+            shift, raw_scale = params[..., 0], params[..., 1]
         m = self.max_log_scale
-        log_scale = m * jnp.tanh(params[..., 1] / m)
-        return distrax.ScalarAffine(shift=params[..., 0], log_scale=log_scale)
+        return distrax.ScalarAffine(shift=shift, log_scale=m * jnp.tanh(raw_scale / m))
 
 
 Transformer = SplineTransformer | AffineTransformer
