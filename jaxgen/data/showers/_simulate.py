@@ -3,7 +3,7 @@
 All particles of a batch of showers live in one flat, shower-sorted pool. A step draws each
 particle's fate (stop, split or pass), writes the read-out points of stopping particles into
 padded per-shower point clouds and gathers the children into the next pool: the parent of
-each new slot comes from two scatters of the parents' exclusive prefix sums (no sort).
+each new slot comes from one scatter of the parents' exclusive prefix sums (no sort).
 Pools are sized per layer from the process's analytic mean and variance
 (``pool_capacities``), and the steps are grouped into a few ``lax.scan`` stages (8; one
 below 10,000 showers), each over a pool of fixed size, so the work per shower (about 260
@@ -381,15 +381,14 @@ def _simulate_pool(
                           config.orientation)
         x1, y1, e1, x_b, y_b, e_b = keep(*kids)
         # Children, gathered: the first continues the parent's slot order, the second
-        # follows it. src[j] is the parent of slot j (two scatters, no sort or search).
+        # follows it. src[j] is the parent of slot j: one scatter marks each first child's
+        # slot with its parent; the unmarked slot after a marked one is a second child
+        # (no sort or search; a second scatter for the second children measured 3% slower).
         drop = jnp.int32(m)
-        src = jnp.zeros((m,), jnp.int32)
-        src = src.at[jnp.where(n_child > 0, off, drop)].set(slot, mode="drop",
-                                                            unique_indices=True)
-        src = src.at[jnp.where(split, off + 1, drop)].set(-slot - 1, mode="drop",
-                                                          unique_indices=True)
-        second = src < 0
-        src = jnp.where(second, -src - 1, src)
+        mark = jnp.full((m,), -1, jnp.int32).at[jnp.where(n_child > 0, off, drop)].set(
+            slot, mode="drop", unique_indices=True)
+        second = mark < 0
+        src = jnp.maximum(jnp.where(second, jnp.roll(mark, 1), mark), 0)
 
         def pick(first, other):
             return jnp.where(second, jnp.take(other, src), jnp.take(first, src))
