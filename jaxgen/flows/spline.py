@@ -57,12 +57,6 @@ def split_spline_params(params: SplineParams) -> tuple[jax.Array, jax.Array, jax
     return params[..., :k], params[..., k : 2 * k], params[..., 2 * k :]
 
 
-def _hi(a: jax.Array, b: jax.Array) -> jax.Array:
-    # Prefix sums as a product with a triangular matrix: XLA:CPU's cumsum (a reduce-window)
-    # over a short last axis is several times slower. HIGHEST: no reduced precision on GPUs.
-    return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
-
-
 class _Sizes(NamedTuple):
     """Normalised bin sizes of one axis: the softmax and the inner knot positions."""
 
@@ -74,8 +68,11 @@ def _sizes(raw: jax.Array, range_min: float, range_max: float, min_bin_size: flo
     k = raw.shape[-1]
     softmax = jax.nn.softmax(raw, axis=-1)
     widths = softmax * ((range_max - range_min) - k * min_bin_size) + min_bin_size
+    # Prefix sums as a product with a triangular matrix: XLA:CPU's cumsum (a reduce-window)
+    # over a short last axis is several times slower. HIGHEST: no reduced precision on GPUs.
     tri = jnp.triu(jnp.ones((k - 1, k - 1), raw.dtype))
-    return _Sizes(softmax, range_min + _hi(widths[..., :-1], tri))
+    inner = jnp.matmul(widths[..., :-1], tri, precision=jax.lax.Precision.HIGHEST)
+    return _Sizes(softmax, range_min + inner)
 
 
 class _Bin(NamedTuple):
@@ -117,16 +114,23 @@ def _locate(v, search, xs, ys, slopes, range_min, range_max, min_knot_slope) -> 
     return _Bin(idx, x0, x1, y0, y1, r0, r1, d0, d1)
 
 
-def _spline(x, widths, heights, slopes, range_min, range_max, min_bin_size, min_knot_slope):
-    """``(y, log g'(x), everything the derivative needs)`` for ``spline_forward``."""
+def _bin_of(v, on_y, widths, heights, slopes, range_min, range_max, min_bin_size,
+            min_knot_slope):
+    """Bin sizes, the bin of ``v`` (an x, or a y if ``on_y``), its width, height, slope."""
     xs = _sizes(widths, range_min, range_max, min_bin_size)
     ys = _sizes(heights, range_min, range_max, min_bin_size)
-    inside = (x > range_min) & (x < range_max)
-    xc = jnp.clip(x, range_min, range_max)
-    b = _locate(xc, xs.inner, xs.inner, ys.inner, slopes, range_min, range_max,
-                min_knot_slope)
+    inside = (v > range_min) & (v < range_max)
+    vc = jnp.clip(v, range_min, range_max)
+    b = _locate(vc, (ys if on_y else xs).inner, xs.inner, ys.inner, slopes, range_min,
+                range_max, min_knot_slope)
     w, h = b.x1 - b.x0, b.y1 - b.y0
-    s = h / w
+    return inside, vc, b, xs, ys, w, h, h / w
+
+
+def _spline(x, widths, heights, slopes, range_min, range_max, min_bin_size, min_knot_slope):
+    """``(y, log g'(x), everything the derivative needs)`` for ``spline_forward``."""
+    inside, xc, b, xs, ys, w, h, s = _bin_of(x, False, widths, heights, slopes, range_min,
+                                             range_max, min_bin_size, min_knot_slope)
     xi = (xc - b.x0) / w
     xi1m = xi * (1.0 - xi)
     denom = s + (b.d1 + b.d0 - 2.0 * s) * xi1m
@@ -243,15 +247,8 @@ def spline_inverse(
     min_knot_slope: float = MIN_KNOT_SLOPE,
 ) -> tuple[jax.Array, jax.Array]:
     """Inverts ``spline_forward``; returns ``(x, log|dx/dy|)``."""
-    widths, heights, slopes = split_spline_params(params)
-    xs = _sizes(widths, range_min, range_max, min_bin_size)
-    ys = _sizes(heights, range_min, range_max, min_bin_size)
-    inside = (y > range_min) & (y < range_max)
-    yc = jnp.clip(y, range_min, range_max)
-    b = _locate(yc, ys.inner, xs.inner, ys.inner, slopes, range_min, range_max,
-                min_knot_slope)
-    w, h = b.x1 - b.x0, b.y1 - b.y0
-    s = h / w
+    inside, yc, b, _, _, w, h, s = _bin_of(y, True, *split_spline_params(params), range_min,
+                                           range_max, min_bin_size, min_knot_slope)
     slopes_sum = b.d1 + b.d0 - 2.0 * s
     # Solve a xi^2 + b xi + c = 0 with the root that stays stable as a -> 0.
     qa = h * (s - b.d0) + (yc - b.y0) * slopes_sum
