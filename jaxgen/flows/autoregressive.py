@@ -30,16 +30,18 @@ def made_degrees(dim: int, hidden: Sequence[int]) -> list[np.ndarray]:
     return degrees
 
 
-def made_masks(dim: int, hidden: Sequence[int], params_per_dim: int) -> list[np.ndarray]:
-    """Binary masks ``(in, out)`` of each layer; output unit ``i*P + j`` has degree ``i+1``.
+def made_masks(dim: int, hidden: Sequence[int], groups: Sequence[int]) -> list[np.ndarray]:
+    """Binary masks ``(in, out)`` of each layer.
 
-    A hidden unit of degree ``k`` sees inputs ``1..k``; output ``i`` sees hidden units of
-    degree ``< i + 1``, so output ``i`` depends only on inputs ``x_{<i}``.
+    The output columns are group-major: for each parameter group of size ``g`` (in
+    ``groups``), ``dim * g`` columns, dimension ``i``'s ``g`` columns having degree
+    ``i + 1``. A hidden unit of degree ``k`` sees inputs ``1..k``; an output of degree
+    ``i + 1`` sees hidden units of degree ``< i + 1``, so it depends only on ``x_{<i}``.
     """
     degrees = made_degrees(dim, hidden)
     masks = [(d_out[None, :] >= d_in[:, None]).astype(np.float32)
              for d_in, d_out in zip(degrees[:-1], degrees[1:], strict=True)]
-    out_deg = np.repeat(np.arange(1, dim + 1), params_per_dim)
+    out_deg = np.concatenate([np.repeat(np.arange(1, dim + 1), g) for g in groups])
     masks.append((out_deg[None, :] > degrees[-1][:, None]).astype(np.float32))
     return masks
 
@@ -59,28 +61,32 @@ class MaskedDense(nn.Module):
 
 
 class MADE(nn.Module):
-    """Autoregressive conditioner: output ``(n, dim, P)`` where row ``i`` sees ``x_{<i}``.
+    """Autoregressive conditioner: row ``i`` of its output sees only ``x_{<i}``.
 
-    The context (if any) enters every first-layer hidden unit unmasked.
+    The output is one array per parameter group, each ``(..., dim, g)``, as the coupling
+    conditioner's: the transformer takes the groups as separate arrays, which trains
+    faster on CPU than one packed array (8D MAF: 1.07-1.1x). The context (if any) enters every
+    first-layer hidden unit unmasked.
 
     Attributes:
       dim: event dimension.
-      params_per_dim: ``P``, the transformer's parameters per dimension.
+      param_groups: the transformer's parameter group sizes per dimension.
       hidden: hidden layer sizes.
       activation: nonlinearity.
       identity_init: zero-initialise the output layer.
     """
 
     dim: int
-    params_per_dim: int
+    param_groups: Sequence[int]
     hidden: Sequence[int] = (128, 128)
     activation: Activation = nn.relu
     identity_init: bool = True
 
     @nn.compact
-    def __call__(self, x: jax.Array, context: jax.Array | None = None) -> jax.Array:
-        """Returns the conditioner output of shape ``(..., dim, params_per_dim)``."""
-        masks = made_masks(self.dim, self.hidden, self.params_per_dim)
+    def __call__(self, x: jax.Array, context: jax.Array | None = None
+                 ) -> tuple[jax.Array, ...]:
+        """Returns the conditioner output: per group ``g``, an array ``(..., dim, g)``."""
+        masks = made_masks(self.dim, self.hidden, self.param_groups)
         h = MaskedDense(masks[0])(x)
         if context is not None:
             h = h + nn.Dense(self.hidden[0], use_bias=False)(context)
@@ -89,7 +95,11 @@ class MADE(nn.Module):
             h = self.activation(MaskedDense(m)(h))
         init = last_layer_kernel_init("zeros" if self.identity_init else "default")
         out = MaskedDense(masks[-1], kernel_init=init)(h)
-        return out.reshape(out.shape[:-1] + (self.dim, self.params_per_dim))
+        # One product, sliced into the groups: separate products per group (as
+        # ``GroupedDense`` does for wide blocks) measured 0.7x as fast here, in 8D.
+        bounds = np.cumsum([0, *self.param_groups]) * self.dim
+        return tuple(out[..., a:b].reshape(out.shape[:-1] + (self.dim, -1))
+                     for a, b in zip(bounds[:-1], bounds[1:], strict=True))
 
 
 class MaskedAutoregressiveLayer(nn.Module):
@@ -115,8 +125,8 @@ class MaskedAutoregressiveLayer(nn.Module):
         """Builds the MADE conditioner."""
         if self.dim < 2:
             raise ValueError(f"a masked autoregressive layer needs `dim` >= 2; got {self.dim}.")
-        self.made = MADE(self.dim, self.transformer.num_params, self.hidden, self.activation,
-                         self.identity_init)
+        self.made = MADE(self.dim, self.transformer.param_groups, self.hidden,
+                         self.activation, self.identity_init)
 
     def inverse(self, x: jax.Array, context: jax.Array | None = None):
         """Data to base in one pass: ``(z, log|dz/dx|)``."""

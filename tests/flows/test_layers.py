@@ -247,13 +247,16 @@ def test_invalid_arguments(make, match):
         make()
 
 
-def test_made_is_autoregressive():
+@pytest.mark.parametrize("transformer", [AFF, RQS], ids=["affine", "rqs"])
+def test_made_is_autoregressive(transformer):
     """Output row i of the MADE conditioner must not depend on inputs i..dim-1."""
-    module = MaskedAutoregressiveLayer(5, AFF, (32, 32), nn.relu, identity_init=False)
+    module = MaskedAutoregressiveLayer(5, transformer, (32, 32), nn.relu, identity_init=False)
     x = jax.random.normal(jax.random.key(0), (1, 5))
     params = module.init(jax.random.key(1), x, None)
-    made_out = lambda v: module.apply(params, v[None], None,  # noqa: E731
-                                      method=lambda m, u, c: m.made(u, c))[0]
+    def made_out(v):  # all parameter groups, (dim, P)
+        groups = module.apply(params, v[None], None, method=lambda m, u, c: m.made(u, c))
+        return jnp.concatenate(groups, axis=-1)[0]
+
     jac = jax.jacfwd(made_out)(x[0])  # (dim, P, dim)
     dependence = np.abs(np.asarray(jac)).sum(axis=1)  # (output dim, input dim)
     assert np.all(np.triu(dependence) == 0.0)
