@@ -158,16 +158,18 @@ def test_spline_equals_distrax(num_bins, x64):
     np.testing.assert_allclose(xi, x, atol=1e-9)
 
 
-@pytest.mark.parametrize("out", [0, 1], ids=["y", "logdet"])
+@pytest.mark.parametrize("direction", ["forward", "inverse"])
+@pytest.mark.parametrize("out", [0, 1], ids=["value", "logdet"])
 @pytest.mark.parametrize("num_bins", [1, 2, 8])
-def test_spline_derivatives_equal_distrax(num_bins, out, x64):
-    """The hand-written derivative of ``spline_forward`` equals autodiff through distrax.
+def test_spline_derivatives_equal_distrax(num_bins, out, direction, x64):
+    """The hand-written derivatives of both directions equal autodiff through distrax.
 
-    Reverse mode (gradients of sums of y and of log g' with respect to x and every
-    parameter), forward mode (``jvp`` along random directions in x and the parameters),
-    and parameters shared over the batch (broadcast); float64, some points in the tails.
-    Values are below 1e3, so float64 rounding (relative 1e-16 per operation, a few dozen
-    operations) stays below 1e-11: 1e-9 is loose for rounding, tight for any formula error.
+    Reverse mode (gradients of sums of the value and of the log-determinant with respect
+    to the input and every parameter), forward mode (``jvp`` along random directions in
+    the input and the parameters), and parameters shared over the batch (broadcast);
+    float64, some points in the tails. The largest derivatives here are ~1e3, and float64
+    rounding over a few dozen operations (the inverse's quadratic solve included) stays
+    below 1e-13 relative: rtol 1e-9 is loose for rounding, tight for any formula error.
     """
     p = jax.random.normal(jax.random.key(0), (400, 3, 3 * num_bins - 1), jnp.float64)
     x = jax.random.normal(jax.random.key(1), (400, 3), jnp.float64) * 3.0
@@ -175,22 +177,23 @@ def test_spline_derivatives_equal_distrax(num_bins, out, x64):
     tx = jax.random.normal(jax.random.key(3), x.shape, jnp.float64)
 
     def ours(x, p):
-        return RationalQuadraticSpline(p, -4.0, 4.0).forward_and_log_det(x)
+        bij = RationalQuadraticSpline(p, -4.0, 4.0)
+        return getattr(bij, f"{direction}_and_log_det")(x)
 
     def ref(x, p):
         p = jnp.broadcast_to(p, x.shape + p.shape[-1:])
-        return distrax.RationalQuadraticSpline(_to_distrax_params(p), -4.0, 4.0,
-                                               boundary_slopes="identity"
-                                               ).forward_and_log_det(x)
+        bij = distrax.RationalQuadraticSpline(_to_distrax_params(p), -4.0, 4.0,
+                                              boundary_slopes="identity")
+        return getattr(bij, f"{direction}_and_log_det")(x)
 
     for params in (p, p[0, 0]):  # per element, shared
         g = jax.grad(lambda x, q: ours(x, q)[out].sum(), (0, 1))(x, params)
         g_ref = jax.grad(lambda x, q: ref(x, q)[out].sum(), (0, 1))(x, params)
         for a, b in zip(g, g_ref, strict=True):
-            np.testing.assert_allclose(a, b, atol=1e-9)
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
     t = jax.jvp(lambda x, q: ours(x, q)[out], (x, p), (tx, tp))[1]
     t_ref = jax.jvp(lambda x, q: ref(x, q)[out], (x, p), (tx, tp))[1]
-    np.testing.assert_allclose(t, t_ref, atol=1e-9)
+    np.testing.assert_allclose(t, t_ref, rtol=1e-9, atol=1e-9)
 
 
 def test_spline_parameter_groups_equal_the_packed_array():
