@@ -2,8 +2,10 @@
 
 # ruff: noqa: I001  (one public name per line, as the project style asks)
 
+from jaxgen.data.showers._config import PoolCapacities
 from jaxgen.data.showers._config import ShowerConfig
 from jaxgen.data.showers._config import default_max_points
+from jaxgen.data.showers._config import generation_moments
 from jaxgen.data.showers._config import mean_points
 from jaxgen.data.showers._config import particle_moments
 from jaxgen.data.showers._config import pool_capacities
@@ -16,10 +18,12 @@ from jaxgen.data.showers._simulate import simulate
 from jaxgen.data.showers._simulate import split_kinematics
 
 __all__ = [
+    "PoolCapacities",
     "ShowerConfig",
     "Showers",
     "default_max_points",
     "generate_hdf5",
+    "generation_moments",
     "mean_points",
     "particle_moments",
     "pool_capacities",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -205,20 +206,87 @@ def mean_points(config: ShowerConfig) -> np.ndarray:
     return np.array([stops[idx == k].sum() for k in range(config.n_layers)])
 
 
-def pool_capacities(config: ShowerConfig, n: int, margin: float = 6.0) -> tuple[int, ...]:
-    """Particle-pool sizes for a batch of ``n`` showers at layers ``0..n_steps``.
+def _split_table(config: ShowerConfig) -> np.ndarray:
+    """``pi[t, e]``: a particle born at layer t splits at layer e into two children."""
+    p_stop, p_split = config.probabilities()
+    n = config.n_steps
+    survive = 1.0 - p_stop - p_split
+    pi = np.zeros((n, n))
+    for t in range(n):
+        alive = 1.0
+        for e in range(t, n - 1):  # a split at the last layer creates no children
+            pi[t, e] = alive * p_split[e]
+            alive *= survive[e]
+    return pi
 
-    Each is the batch mean plus ``margin`` standard deviations (the counts of independent
-    showers add), rounded up to a multiple of 8, and never above the exact bound
-    ``n * 2**t``. Overflow is still detected and handled by re-simulation.
+
+def _generation_stats(config: ShowerConfig) -> tuple[np.ndarray, ...]:
+    """Means and variances per generation of the particles and of the ends (no children)."""
+    n = config.n_steps
+    pi = _split_table(config)
+    m = np.zeros((n, n))
+    m[:, 1:] = 2.0 * pi[:, :-1]
+    ends = 1.0 - pi.sum(1)  # P(a particle born at t stops or escapes)
+    z, cov = np.eye(n)[0], np.zeros((n, n))
+    stats = np.zeros((4, n))
+    for g in range(n):
+        stats[:, g] = (z.sum(), cov.sum(), z @ ends,
+                       z @ (ends * (1.0 - ends)) + ends @ cov @ ends)
+        offspring = (np.einsum("t,ti,ij->ij", z, 2.0 * m, np.eye(n))
+                     - np.einsum("t,ti,tj->ij", z, m, m))
+        cov = m.T @ cov @ m + offspring
+        z = m.T @ z
+    return tuple(stats)
+
+
+def generation_moments(config: ShowerConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of the number of particles per generation of a shower's split tree.
+
+    Generation ``g`` holds the particles created by ``g`` splits (the primary is generation
+    0; a split at the last layer creates no particles: they would escape unread). As a
+    multi-type Galton-Watson process over birth layers: a particle born at layer ``t``
+    splits at layer ``e >= t`` with probability
+    ``pi[t, e] = prod_{t <= j < e} (1 - p_stop_j - p_split_j) * p_split_e``, giving two
+    children born at ``e + 1``; with ``M[t, e + 1] = 2 pi[t, e]``, the counts ``Z_g`` by
+    birth layer have ``E[Z_{g+1}] = M^T E[Z_g]`` and
+    ``Cov[Z_{g+1}] = M^T Cov[Z_g] M + sum_t E[Z_g]_t (diag(2 M_t) - M_t M_t^T)``.
+
+    Returns:
+      ``(mean, var)``, each of shape ``(n_steps,)`` (generations ``0..n_steps-1``).
     """
-    mean, var = particle_moments(config)
-    caps = []
-    for t in range(config.n_steps + 1):
-        want = n * mean[t] + margin * math.sqrt(n * var[t]) + 8
-        cap = min(n * 2**t, int(math.ceil(want / 8.0) * 8))
-        caps.append(max(cap, 1))
-    return tuple(caps)
+    mean, var, _, _ = _generation_stats(config)
+    return mean, var
+
+
+class PoolCapacities(NamedTuple):
+    """Slots per generation for a batch of showers.
+
+    ``particles``: the pool; ``ends``: the particles that stop or escape (all but the
+    splits with children).
+    """
+
+    particles: tuple[int, ...]
+    ends: tuple[int, ...]
+
+
+def pool_capacities(config: ShowerConfig, n: int, margin: float = 6.0) -> PoolCapacities:
+    """Pool sizes for a batch of ``n`` showers, per generation ``0..n_steps-1``.
+
+    Each is the batch mean plus ``margin`` standard deviations of the generation's count
+    (``generation_moments``; the counts of independent showers add), rounded up to a
+    multiple of 8, and never above the exact bound ``n * 2**g``; generation 0 holds the
+    ``n`` primaries. Overflow is still detected and handled by re-simulation.
+    """
+    mean, var, end_mean, end_var = _generation_stats(config)
+
+    def cap(mu: float, v: float, bound: int) -> int:
+        want = n * mu + margin * math.sqrt(n * max(v, 0.0)) + 8
+        return max(1, min(bound, int(math.ceil(want / 8.0) * 8)))
+
+    return PoolCapacities(
+        tuple(cap(mean[g], var[g], n * 2**g) for g in range(config.n_steps)),
+        tuple(cap(end_mean[g], end_var[g], n * 2**g) for g in range(config.n_steps)),
+    )
 
 
 def default_max_points(config: ShowerConfig) -> int:

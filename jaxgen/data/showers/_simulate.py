@@ -1,30 +1,37 @@
 """The vectorised SUPA-like shower simulator (arXiv:2202.05012).
 
-All particles of a batch of showers live in one flat, shower-sorted pool. A step draws each
-particle's fate (stop, split or pass), writes the read-out points of stopping particles into
-padded per-shower point clouds and gathers the children into the next pool: the parent of
-each new slot comes from one scatter of the parents' exclusive prefix sums (no sort).
-Pools are sized per layer from the process's analytic mean and variance
-(``pool_capacities``), and the steps are grouped into a few ``lax.scan`` stages (8; one
-below 10,000 showers), each over a pool of fixed size, so the work per shower (about 260
-slots over the 24 steps of the default configuration, for about 200 particle-steps) follows
-the particle count instead of a worst-case per-shower capacity (24 x 128 slots). Large
-batches run as equal chunks (16,384 showers on CPU) in a ``lax.scan`` inside one compiled
-call, writing into one output buffer.
+The simulation runs over the generations of each shower's split tree, not over layers: a
+particle's whole path until it stops or splits is drawn at once (``_event``: one uniform,
+compared with the survival probabilities of the layers ahead, gives the event layer and
+whether it is a stop or a split, with exactly the per-layer probabilities of the
+step-by-step process), so a particle is handled once instead of once per layer it passes.
+All particles of a generation of a batch of showers live in one flat, shower-sorted pool.
+One scatter per generation sorts them into the splits with children and the ends (stops
+by readout layer, escapes, unread stops); the ends are read out into padded per-shower
+point clouds and the splits' daughters form the next generation. Pools are sized per
+generation from the process's analytic mean and variance (``pool_capacities``): about 148
+slots per shower for the 143 particles (and 72 ends) of the default configuration, where a
+layer-by-layer pool processes about 200 particle-steps. The generations run as 8 stages
+(a ``lax.scan`` each, or plain code for a single generation with its own sizes) above
+10,000 showers, and as one ``lax.while_loop`` that stops at the last non-empty generation
+below. Large batches run as equal chunks (16,384 showers on CPU) in a ``lax.scan`` inside
+one compiled call, writing into one output buffer.
 
 CPU throughput notes (XLA:CPU, measured): the hash is written with plain uint32 ops (3.5x
 faster than the threefry primitive), sines, cosines and tangents are branch-free
 polynomials (XLA's take 10-17 ns each), prefix sums are blocked triangular products (an
 associative scan compiles 8x slower, ``cumsum`` runs 2x slower), fields are scattered as
-scalars (row scatters cost 30 ns per row) and values with several consumers are
-materialised through a ``lax.cond`` (XLA's loop fusion otherwise recomputes them in each
-consumer; stacking them into one array stops vectorisation). For large batches the
-fresh output buffer's page faults are a large share of the time: with glibc,
+scalars (row scatters cost 30 ns per row), scatters run over the compacted lists only
+(about 4 ns per element, 4x a gather) and values with several consumers are materialised
+through a ``lax.cond`` (XLA's loop fusion otherwise recomputes them in each consumer;
+stacking them into one array stops vectorisation). For large batches the fresh output
+buffer's page faults are a large share of the time (about 20 %): with glibc,
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (transparent huge pages for malloc) removes most.
 
 Randomness is a counter-based hash: the draws of a particle are
-``threefry2x32(shower key, (particle id, 2 * layer + j))``, where the id is the particle's
-path in the binary split tree. A shower's result therefore depends only on its key and the
+``threefry2x32(shower key, (particle id, j))``, j = 0 (event, opening angle) and 1
+(asymmetry, azimuth; splits only), where the id is the particle's path in the binary split
+tree, with a leading 1. A shower's result therefore depends only on its key and the
 configuration, not on the batch, the pool layout or the capacities; a shower whose pool or
 point capacity overflowed is re-simulated with larger capacities and comes out exactly as
 an unbounded simulation would (no truncation, no bias).
@@ -40,13 +47,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.data.showers._config import PoolCapacities
 from jaxgen.data.showers._config import ShowerConfig
 from jaxgen.data.showers._config import default_max_points
 from jaxgen.data.showers._config import pool_capacities
 
 _ENERGY_WORD = np.uint32(0xFFFFFFFF)  # counter word reserved for the E0 draw
-SMALL_BATCH = 10_000  # below this, one scan over all steps (fast compile)
-N_STAGES = 8  # scans over pools of fixed size for larger batches
+SMALL_BATCH = 10_000  # below this, one loop over generations (fast compile)
+N_STAGES = 8  # code blocks over the generations of larger batches
 RESIM_BATCH = 64
 CPU_CHUNK = 16_384  # showers per chunk on CPU (pools of at most ~450k slots)
 ACCEL_CHUNK = 262_144  # smallest re-simulation batch: one compiled shape serves most calls
@@ -58,7 +66,8 @@ class Showers(NamedTuple):
 
     Attributes:
       points: ``(n, n_layers, max_points, 3)`` float32 read-out points ``(x, y, E)``, with
-        E in GeV, in order of stopping; zero beyond ``counts``.
+        E in GeV, by generation of the split tree (the order carries no physics); zero
+        beyond ``counts``.
       mask: ``(n, n_layers, max_points)`` bool, True for real points.
       counts: ``(n, n_layers)`` int32 points per layer.
       energy: ``(n,)`` float32 primary energy E0 in GeV.
@@ -223,16 +232,18 @@ def split_kinematics(
     t1 = 0.5 * theta - delta
     t2 = 0.5 * theta + delta
     e1 = energy * (t2 / theta)
-    return _daughters(x, y, px, py, energy, e1, jnp.tan(t1), jnp.tan(t2), jnp.cos(phi),
-                      jnp.sin(phi), dz, orientation)
+    return _daughters(x, y, x - px, y - py, energy, e1, jnp.tan(t1), jnp.tan(t2),
+                      jnp.cos(phi), jnp.sin(phi), dz, orientation)
 
 
-def _daughters(x, y, px, py, energy, e1, tan1, tan2, c, s, dz, orientation):
-    """``split_kinematics`` from the daughters' tangents and the azimuth's cos and sin."""
+def _daughters(x, y, vx, vy, energy, e1, tan1, tan2, c, s, dz, orientation):
+    """``split_kinematics`` from the parent's step and the daughters' tangents.
+
+    ``(vx, vy, dz)`` is the parent's step per layer; ``c``, ``s`` the azimuth's cos, sin.
+    """
     e2 = energy - e1
     a1 = dz * tan1
     a2 = -dz * tan2
-    vx, vy = x - px, y - py
     inv = jax.lax.rsqrt(vx * vx + vy * vy + dz * dz)
     m3 = (vx * inv, vy * inv, dz * inv)
     invq = jax.lax.rsqrt(m3[1] * m3[1] + m3[2] * m3[2])
@@ -265,36 +276,247 @@ class _Raw(NamedTuple):
     pool_overflow: jax.Array
 
 
-def _stages(caps: tuple[int, ...], n_stages: int) -> list[tuple[int, int, int]]:
-    """Splits steps ``0..len(caps)-2`` into contiguous ``(first, stop, size)`` stages.
+class _Pool(NamedTuple):
+    """The particles of one generation, shower-sorted; the first ``n`` slots are real."""
 
-    Each stage is one ``lax.scan`` over a pool of fixed ``size`` (the largest pool any of
-    its steps reads or writes); the split minimises the total work ``sum(len * size)`` by
-    dynamic programming. A few stages keep the work near the per-layer counts while
-    compiling only a few scan bodies.
+    x: jax.Array  # (m,) position at the birth layer
+    y: jax.Array
+    dx: jax.Array  # (m,) displacement per layer (direction, scaled to dz)
+    dy: jax.Array
+    energy: jax.Array
+    tag: jax.Array  # (m,) int32: shower << _TAG_BITS | birth layer
+    pid: jax.Array  # (m,) uint32: path in the split tree, with a leading 1
+    k0: jax.Array  # (m,) uint32: the shower's key
+    k1: jax.Array
+    n: jax.Array  # () int32
+
+
+class _Tally(NamedTuple):
+    """Per-shower results, accumulated over the generations."""
+
+    counts: jax.Array  # (b, n_layers) int32
+    escaped: jax.Array  # (b,) float32
+    unread: jax.Array  # (b,) float32
+    first_bad: jax.Array  # () int32: showers from this one on overflowed a pool
+    points: jax.Array  # flat output buffer
+
+
+_TAG_BITS = 5  # birth layers < MAX_STEPS = 32
+
+
+def _event(pool: _Pool, config: ShowerConfig, first_layer: int, keep):
+    """Each particle's fate, drawn at once: ``(layer, split, u_theta)``.
+
+    With ``v = 1 - u`` uniform in (0, 1] and ``S_k`` the probability of passing the layers
+    from its birth to k, a particle passes layer k iff ``S_k >= v`` and, at its event
+    layer e, splits iff ``S_{e-1} (1 - p_stop_e) >= v``: every layer's stop, split and
+    pass probabilities are those of the step-by-step process. ``layer == n_steps``: it
+    passed all layers.
     """
-    n = len(caps) - 1
-    need = [max(caps[t], caps[t + 1]) for t in range(n)]
+    p_stop, p_split = config.probabilities()
+    w0, w1 = _threefry2x32(pool.k0, pool.k1, pool.pid, jnp.zeros_like(pool.pid))
+    v, u_theta = keep(1.0 - _unit(w0), _unit(w1))
+    born = pool.tag & ((1 << _TAG_BITS) - 1)
+    survive = jnp.ones_like(v)
+    layer = jnp.full(v.shape, first_layer, jnp.int32)
+    upto_split = layer
+    for k in range(first_layer, config.n_steps):
+        on = born <= k
+        no_stop = survive * jnp.where(on, np.float32(1.0 - p_stop[k]), np.float32(1.0))
+        survive = survive * jnp.where(on, np.float32(1.0 - p_stop[k] - p_split[k]),
+                                      np.float32(1.0))
+        layer = layer + (survive >= v).astype(jnp.int32)
+        upto_split = upto_split + (no_stop >= v).astype(jnp.int32)
+    layer, split = keep(layer, upto_split > layer)
+    return layer, split, u_theta
+
+
+def _generation(pool: _Pool, tally: _Tally, *, ms: int, me: int, first_layer: int, b: int,
+                base_dest: jax.Array, config: ShowerConfig, max_points: int):
+    """One generation of the split tree: every particle passes, then stops or splits.
+
+    One scatter sorts the particles into two lists, each in pool order (so shower-sorted):
+    the splits with children (``ms`` slots) and the ends (``me`` slots: the stops of each
+    readout layer, then the escapes, then the stops outside the readout). The ends are
+    tallied and read out; the children of the splits form the next generation's pool of
+    ``2 * ms`` slots, both children of a split side by side.
+    """
+    n_steps, n_layers = config.n_steps, config.n_layers
+    m = pool.x.shape[0]
+    keep = _materializer(pool.n >= 0)
+    slot = jnp.arange(m, dtype=jnp.int32)
+    active = slot < pool.n
+    layer, split, u_theta = _event(pool, config, first_layer, keep)
+    kids = active & split & (layer < n_steps - 1)
+    # Kinds of ends: 0..n_layers-1 read out; n_layers escaped (still active after the last
+    # layer, or a split at the last layer: as in the reference, its daughters are never
+    # read out); n_layers + 1 stopped outside the readout.
+    kind = jnp.full((m,), n_layers + 1, jnp.int32)
+    for k, (lo, hi) in enumerate(config.readout_layers):
+        kind = jnp.where((layer >= lo) & (layer <= hi), k, kind)
+    kind = jnp.where((layer == n_steps) | split, n_layers, kind)
+    n_kinds = n_layers + 2 if _any_unread(config) else n_layers + 1
+    rows = [kids] + [active & ~kids & (kind == k) for k in range(n_kinds)]
+    cum = keep(*_cumsum(jnp.stack([a.astype(jnp.int32) for a in rows])))
+    # List positions: splits first, then the ends kind by kind; overflowing entries are
+    # dropped and their showers (and all later ones) flagged for re-simulation.
+    drop = jnp.int32(ms + me)
+    index = jnp.where(kids & (cum[0] <= ms), cum[0] - 1, drop)
+    offsets, start = [], jnp.int32(0)
+    for k in range(n_kinds):
+        offsets.append(start)
+        index = jnp.where(rows[1 + k], ms + start + cum[1 + k] - 1, index)
+        start = start + cum[1 + k][-1]
+    shower = jax.lax.shift_right_logical(pool.tag, _TAG_BITS)
+    lost = (kids & (cum[0] > ms)) | (~kids & active & (index >= ms + me))
+    first_bad = jnp.minimum(tally.first_bad, jnp.min(jnp.where(lost, shower, b)))
+    (index,) = keep(index)
+    src = jnp.zeros((ms + me,), jnp.int32).at[index].set(slot, mode="drop",
+                                                          unique_indices=True)
+    steps = (layer - (pool.tag & ((1 << _TAG_BITS) - 1))).astype(jnp.float32)
+    xe, ye = pool.x + steps * pool.dx, pool.y + steps * pool.dy
+    tally = _read_out(tally._replace(first_bad=first_bad), src[ms:], offsets, start,
+                      (xe, ye, pool.energy, shower), b=b, base_dest=base_dest,
+                      n_layers=n_layers, max_points=max_points)
+    if ms == 0:  # the last generation: no children
+        return None, tally
+    child_tag = jax.lax.shift_left(shower, _TAG_BITS) | (layer + 1)
+    parents = (jnp.take(a, src[:ms]) for a in (xe, ye, pool.dx, pool.dy, pool.energy,
+                                                child_tag, pool.pid, pool.k0, pool.k1,
+                                                u_theta))
+    return _children(*parents, jnp.minimum(cum[0][-1], ms), config, keep), tally
+
+
+def _read_out(tally: _Tally, src: jax.Array, offsets: list, total: jax.Array,
+              fields: tuple, *, b: int, base_dest: jax.Array, n_layers: int,
+              max_points: int) -> _Tally:
+    """Tallies the ends listed in ``src`` and writes out their read-out points.
+
+    ``src`` is kind-major and shower-sorted; each point goes to its rank within its shower
+    and layer.
+    """
+    me = src.shape[0]
+    n_kinds = len(offsets)
+    j = jnp.arange(me, dtype=jnp.int32)
+    live = j < total
+    kind = jnp.zeros((me,), jnp.int32)
+    for k in range(1, n_kinds):
+        kind = kind + (j >= offsets[k]).astype(jnp.int32)
+    xe, ye, e, shower = (jnp.take(a, src) for a in fields)
+    # Per shower: points per layer (counts, exact in float32), escaped and unread energy.
+    value = jnp.where(kind < n_layers, 1.0, e)
+    sums = jnp.zeros((b * n_kinds,), jnp.float32).at[
+        jnp.where(live, shower * n_kinds + kind, b * n_kinds)].add(value, mode="drop")
+    sums = sums.reshape(b, n_kinds)
+    per_shower = sums[:, :n_layers].astype(jnp.int32).T  # (n_layers, b)
+    # Rank in the shower and layer: position in the kind's segment, minus the points of
+    # the earlier showers there, plus the shower's points from earlier generations.
+    start = tally.counts.T - (_cumsum(per_shower) - per_shower)
+    kc = jnp.minimum(kind, n_layers - 1)
+    pos = j
+    for k in range(1, n_layers):
+        pos = jnp.where(kc == k, j - offsets[k], pos)
+    rank = pos + jnp.take(start.reshape(-1), kc * b + shower)
+    ok = live & (kind < n_layers) & (rank < max_points)
+    flat_points = tally.points.shape[0]
+    dest = jnp.where(ok, base_dest + ((shower * n_layers + kc) * max_points + rank) * 3,
+                     flat_points)
+    points = tally.points
+    for k, val in enumerate((xe, ye, e)):  # scalar scatters: 30x faster than rows
+        points = points.at[dest + k].set(val, mode="drop", unique_indices=True)
+    escaped = tally.escaped + sums[:, n_layers]
+    unread = tally.unread + sums[:, n_layers + 1] if n_kinds > n_layers + 1 else tally.unread
+    return _Tally(tally.counts + per_shower.T, escaped, unread, tally.first_bad, points)
+
+
+def _children(xe, ye, dx, dy, e, tag, pid, k0, k1, u_theta, n_split, config, keep) -> _Pool:
+    """The next generation: both daughters of each listed split, side by side."""
+    ms = xe.shape[0]
+    w0, w1 = _threefry2x32(k0, k1, pid, jnp.ones_like(pid))
+    u_delta, u_phi = keep(_unit(w0), _unit(w1))
+    tlo, thi = config.theta_range
+    theta = tlo + (thi - tlo) * u_theta
+    delta = config.asymmetry * theta * (2.0 * u_delta - 1.0)
+    t1 = 0.5 * theta - delta
+    t2 = 0.5 * theta + delta
+    s, c = _sincos_turns(u_phi)
+    tan1, tan2, c, s = keep(_tan(t1), _tan(t2), c, s)
+    x1, y1, e1, x2, y2, e2 = keep(*_daughters(xe, ye, dx, dy, e, e * (t2 / theta), tan1,
+                                              tan2, c, s, float(config.dz),
+                                              config.orientation))
+
+    def pair(a, b):
+        return jnp.stack([a, b], axis=1).reshape(-1)
+
+    def twice(a):
+        return jnp.broadcast_to(a[:, None], (ms, 2)).reshape(-1)
+
+    pid = pid + pid
+    return _Pool(pair(x1, x2), pair(y1, y2), pair(x1 - xe, x2 - xe), pair(y1 - ye, y2 - ye),
+                 pair(e1, e2), twice(tag), pair(pid, pid + jnp.uint32(1)), twice(k0),
+                 twice(k1), 2 * n_split)
+
+
+def _stage_plan(caps: PoolCapacities, n_stages: int) -> list[tuple[int, int, int, int]]:
+    """Splits generations ``0..n_steps-1`` into at most ``n_stages`` contiguous stages.
+
+    Returns ``(first, stop, ms, me)`` per stage: a stage of one generation gets its own
+    list sizes; a longer one is a ``lax.scan`` over a pool of ``2 * ms`` slots (the
+    largest any of its generations reads or writes) and ``me`` end slots. The split
+    minimises the total pool work by dynamic programming.
+    """
+    p, e = caps.particles, caps.ends
+    n = len(p)
+    need = [max(p[g], p[g + 1] if g + 1 < n else 0) for g in range(n)]
+
+    def cost(i: int, j: int) -> float:
+        if j == i + 1:
+            return p[i] + (p[i + 1] if i + 1 < n else 0) + e[i]
+        return (j - i) * (2 * max(need[i:j]) + max(e[i:j]))
+
     k_max = max(1, min(n_stages, n))
-    inf = float("inf")
-    best = [[inf] * (n + 1) for _ in range(k_max + 1)]
+    best = [[math.inf] * (n + 1) for _ in range(k_max + 1)]
     arg = [[0] * (n + 1) for _ in range(k_max + 1)]
     best[0][0] = 0.0
     for k in range(1, k_max + 1):
         for j in range(1, n + 1):
-            size = 0
-            for i in range(j - 1, -1, -1):
-                size = max(size, need[i])
-                cost = best[k - 1][i] + (j - i) * size
-                if cost < best[k][j]:
-                    best[k][j], arg[k][j] = cost, i
+            for i in range(j):
+                c = best[k - 1][i] + cost(i, j)
+                if c < best[k][j]:
+                    best[k][j], arg[k][j] = c, i
     k = min(range(1, k_max + 1), key=lambda kk: best[kk][n])
-    bounds, j = [], n
+    plan, j = [], n
     while k > 0:
         i = arg[k][j]
-        bounds.append((i, j, max(need[i:j])))
+        if j == i + 1:
+            ms = p[j] // 2 if j < n else 0
+        else:
+            ms = max(-(-need[g] // 2) for g in range(i, j))
+        plan.append((i, j, ms, max(e[i:j])))
         j, k = i, k - 1
-    return bounds[::-1]
+    return plan[::-1]
+
+
+def _resize(pool: _Pool, tally: _Tally, size: int) -> tuple[_Pool, _Tally]:
+    """Pads or truncates the pool to ``size`` slots; truncated showers are flagged."""
+    m = pool.x.shape[0]
+    if size == m:
+        return pool, tally
+    if size > m:
+        return pool._replace(**{f: jnp.pad(getattr(pool, f), (0, size - m))
+                                for f in pool._fields if f != "n"}), tally
+    lost = pool.n > size
+    cut = jax.lax.shift_right_logical(pool.tag[size], _TAG_BITS)
+    tally = tally._replace(first_bad=jnp.where(lost, jnp.minimum(tally.first_bad, cut),
+                                               tally.first_bad))
+    pool = pool._replace(**{f: getattr(pool, f)[:size] for f in pool._fields if f != "n"})
+    return pool._replace(n=jnp.minimum(pool.n, size)), tally
+
+
+def _any_unread(config: ShowerConfig) -> bool:
+    """Whether particles can stop outside the readout layers."""
+    p_stop, _ = config.probabilities()
+    return bool(np.any((p_stop > 0) & (config.readout_index() < 0)))
 
 
 def _simulate_pool(
@@ -303,162 +525,65 @@ def _simulate_pool(
     points: jax.Array,
     offset: jax.Array | int,
     config: ShowerConfig,
-    caps: tuple[int, ...],
+    caps: PoolCapacities,
     max_points: int,
-    n_stages: int = 5,
+    stages: int,
 ) -> tuple[_Raw, jax.Array]:
     """Simulates ``B`` showers from key data ``(B, 2)`` uint32 and energies ``(B,)``.
 
-    The read-out points of shower ``i`` are written into the flat output buffer ``points``
-    at shower ``offset + i``; returns the other results and the updated buffer.
+    ``caps`` are the list sizes per generation. ``stages > 0``: at most that many blocks
+    of code over the generations, with sizes that follow the particle counts (for large
+    batches; ``_stage_plan``); ``0``: one ``lax.while_loop`` over generations with the
+    largest sizes, ending after the last non-empty generation (fast to compile; for small
+    batches). The read-out points of shower ``i`` are written into the flat output buffer
+    ``points`` at shower ``offset + i``; returns the other results and the updated buffer.
     """
     b = e0.shape[0]
-    n_layers = config.n_layers
-    p_stop, p_split = config.probabilities()
-    readout = config.readout_index()
-    tlo, thi = config.theta_range
-    dz = float(config.dz)
     polar, azim = config.incidence
     x0, y0 = config.entry_position
-    slope = dz * math.tan(polar)
-    row_points = n_layers * max_points * 3
-    flat_points = points.shape[0]
-    any_unread = bool(np.any((p_stop > 0) & (readout < 0)))  # stops outside the readout
+    slope = float(config.dz) * math.tan(polar)
+    row_points = config.n_layers * max_points * 3
     base_dest = jnp.asarray(offset, jnp.int32) * row_points
 
-    def step(carry, xs):
-        (x, y, px, py, energy, shower, pid, k0, k1, n_active, counts, unread, first_bad,
-         points) = carry
-        t, ps, psp, r = xs
-        m = x.shape[0]
-        slot = jnp.arange(m, dtype=jnp.int32)
-        active = slot < n_active
-        keep = _materializer(n_active >= 0)
-        # Words 0, 1 of the hashes of (pid, 2t) and (pid, 2t + 1), as two (2, m) arrays
-        # (a stack of the four words would not vectorise: 10x slower).
-        row = jnp.arange(2, dtype=jnp.uint32)[:, None]
-        h0, h1 = keep(*map(_unit, _threefry2x32(k0, k1, pid, (2 * t).astype(jnp.uint32) + row)))
-        u, u1, u2, u3 = h0[0], h1[0], h0[1], h1[1]
-        stop = active & (u < ps)
-        split = active & (u >= ps) & (u < ps + psp)
-        move = active & ~stop & ~split
-        read = stop & (r >= 0)
-        # One scan for both prefix sums: children (slot offsets) and read-out points.
-        n_child = move.astype(jnp.int32) + 2 * split.astype(jnp.int32)
-        read_i = read.astype(jnp.int32)
-        end, before = _cumsum(jnp.stack([n_child, read_i]))
-        off = end - n_child
-        before = before - read_i
-        # Showers from the first one whose children do not fit are flagged for re-simulation.
-        lost = (end > m) & (n_child > 0)
-        first_bad = jnp.minimum(first_bad, jnp.min(jnp.where(lost, shower, b)))
-        # Read-out points: rank of each stop within its shower and layer.
-        if any_unread:
-            unread = unread.at[shower].add(jnp.where(stop & (r < 0), energy, 0.0))
+    def full(v):
+        return jnp.full((b,), v, jnp.float32)
 
-        def write_points(counts, points):
-            per_shower = jnp.zeros((b,), jnp.int32).at[shower].add(read_i)
-            base = _cumsum(per_shower) - per_shower
-            rank = before - base[shower] + counts[shower, rc]
-            ok = read & (rank < max_points)
-            dest = jnp.where(ok, base_dest + ((shower * n_layers + rc) * max_points + rank) * 3,
-                             flat_points)
-            for j, v in enumerate((x, y, energy)):  # scalar scatters: 30x faster than rows
-                points = points.at[dest + j].set(v, mode="drop", unique_indices=True)
-            return counts.at[:, rc].add(per_shower), points
+    pool = _Pool(full(x0), full(y0), full(slope * math.cos(azim)), full(slope * math.sin(azim)),
+                 e0.astype(jnp.float32),
+                 jax.lax.shift_left(jnp.arange(b, dtype=jnp.int32), _TAG_BITS),
+                 jnp.ones((b,), jnp.uint32), keys[:, 0], keys[:, 1], jnp.int32(b))
+    tally = _Tally(jnp.zeros((b, config.n_layers), jnp.int32), jnp.zeros((b,), jnp.float32),
+                   jnp.zeros((b,), jnp.float32), jnp.int32(b), points)
+    gen = functools.partial(_generation, b=b, base_dest=base_dest, config=config,
+                            max_points=max_points)
+    if stages:
+        for first, stop, ms, me in _stage_plan(caps, stages):
+            if stop == first + 1:  # one generation: exact list sizes
+                pool, tally = gen(pool, tally, ms=ms, me=me, first_layer=first)
+                continue
+            pool, tally = _resize(pool, tally, 2 * ms)
 
-        rc = jnp.maximum(r, 0)
-        counts, points = jax.lax.cond((r >= 0) & (ps > 0), write_points,
-                                      lambda c, p: (c, p), counts, points)
-        # Daughters of splits (zero-cost draws for the others, which ignore them).
-        theta = tlo + (thi - tlo) * u1
-        delta = config.asymmetry * theta * (2.0 * u2 - 1.0)
-        t1 = 0.5 * theta - delta
-        t2 = 0.5 * theta + delta
-        s, c = _sincos_turns(u3)
-        tan1, tan2, c, s = keep(_tan(t1), _tan(t2), c, s)
-        kids = _daughters(x, y, px, py, energy, energy * (t2 / theta), tan1, tan2, c, s, dz,
-                          config.orientation)
-        x1, y1, e1, x_b, y_b, e_b = keep(*kids)
-        # Children, gathered: the first continues the parent's slot order, the second
-        # follows it. src[j] is the parent of slot j: one scatter marks each first child's
-        # slot with its parent; the unmarked slot after a marked one is a second child
-        # (no sort or search; a second scatter for the second children measured 3% slower).
-        drop = jnp.int32(m)
-        mark = jnp.full((m,), -1, jnp.int32).at[jnp.where(n_child > 0, off, drop)].set(
-            slot, mode="drop", unique_indices=True)
-        second = mark < 0
-        src = jnp.maximum(jnp.where(second, jnp.roll(mark, 1), mark), 0)
+            def body(carry, _, ms=ms, me=me, first=first):
+                return gen(*carry, ms=ms, me=me, first_layer=first), None
 
-        def pick(first, other):
-            return jnp.where(second, jnp.take(other, src), jnp.take(first, src))
+            (pool, tally), _ = jax.lax.scan(body, (pool, tally), None, length=stop - first)
+    else:
+        ms = max(-(-b // 2), max(caps.particles[1:], default=0) // 2)
+        me = max(caps.ends)
+        pool = jax.tree.map(lambda a: jnp.pad(a, (0, 2 * ms - b)) if a.ndim else a, pool)
 
-        new = (
-            pick(jnp.where(split, x1, 2 * x - px), x_b),
-            pick(jnp.where(split, y1, 2 * y - py), y_b),
-            jnp.take(x, src),
-            jnp.take(y, src),
-            pick(jnp.where(split, e1, energy), e_b),
-            jnp.take(shower, src),
-            2 * jnp.take(pid, src) + second.astype(jnp.uint32),
-            jnp.take(k0, src),
-            jnp.take(k1, src),
-            jnp.minimum(end[-1], m),
-            counts,
-            unread,
-            first_bad,
-            points,
-        )
-        return new, None
+        def body(carry):
+            pool, tally = carry
+            return gen(pool, tally, ms=ms, me=me, first_layer=0)
 
-    x = jnp.full((b,), x0, jnp.float32)
-    y = jnp.full((b,), y0, jnp.float32)
-    carry = (
-        x,
-        y,
-        x - jnp.float32(slope * math.cos(azim)),
-        y - jnp.float32(slope * math.sin(azim)),
-        e0.astype(jnp.float32),
-        jnp.arange(b, dtype=jnp.int32),
-        jnp.zeros((b,), jnp.uint32),
-        keys[:, 0],
-        keys[:, 1],
-        jnp.int32(b),
-        jnp.zeros((b, n_layers), jnp.int32),
-        jnp.zeros((b,), jnp.float32),
-        jnp.int32(b),
-        points,
-    )
-    xs_all = (
-        jnp.arange(config.n_steps, dtype=jnp.int32),
-        jnp.asarray(p_stop, jnp.float32),
-        jnp.asarray(p_split, jnp.float32),
-        jnp.asarray(readout, jnp.int32),
-    )
-    for first, stop_t, size in _stages(caps, n_stages):
-        carry = _resize(carry, size, b)
-        xs = tuple(a[first:stop_t] for a in xs_all)
-        carry, _ = jax.lax.scan(step, carry, xs)
-    x, y, px, py, energy, shower, _, _, _, n_active, counts, unread, first_bad, points = (
-        _resize(carry, caps[-1], b))
-    active = jnp.arange(caps[-1], dtype=jnp.int32) < n_active
-    escaped = jnp.zeros((b,), jnp.float32).at[shower].add(jnp.where(active, energy, 0.0))
-    overflow = jnp.arange(b) >= first_bad
-    return _Raw(None, counts, escaped, unread, overflow), points
+        pool, tally = jax.lax.while_loop(lambda c: c[0].n > 0, body, (pool, tally))
+    overflow = jnp.arange(b) >= tally.first_bad
+    return _Raw(None, tally.counts, tally.escaped, tally.unread, overflow), tally.points
 
 
-def _resize(carry: tuple, size: int, b: int) -> tuple:
-    """Pads or truncates the pool to ``size`` slots; truncated showers are flagged."""
-    *pool, n_active, counts, unread, first_bad, points = carry
-    m = pool[0].shape[0]
-    if size > m:
-        pool = [jnp.pad(a, (0, size - m)) for a in pool]
-    elif size < m:
-        lost = n_active > size
-        first_bad = jnp.where(lost, jnp.minimum(first_bad, pool[5][size]), first_bad)
-        n_active = jnp.minimum(n_active, size)
-        pool = [a[:size] for a in pool]
-    return (*pool, n_active, counts, unread, first_bad, points)
+def _n_stages(n: int) -> int:
+    # 0: one while loop over generations (small batches: fast to compile).
+    return 0 if n < SMALL_BATCH else N_STAGES
 
 
 def _shower_keys(key: jax.Array, first: int | jax.Array, n: int) -> jax.Array:
@@ -480,24 +605,19 @@ def _draw_energy(keys: jax.Array, config: ShowerConfig) -> jax.Array:
     return jnp.exp(math.log(lo) + math.log(hi / lo) * u).astype(jnp.float32)
 
 
-def _n_stages(n: int) -> int:
-    # Small batches: one scan body compiles fastest and the padding work is negligible.
-    # Large ones: 8 stages do 263 slot-steps per shower (default configuration) against
-    # 304 with 5 and 659 with 1 (the exact per-step sizes would give 226), at about one
-    # scan body's compile time per stage.
-    return 1 if n < SMALL_BATCH else N_STAGES
-
-
-@functools.partial(jax.jit, static_argnames=("n", "config", "caps", "max_points", "chunk"))
-def _run(key, first, energies, *, n, config, caps, max_points, chunk=None):
+@functools.partial(jax.jit, static_argnames=("n", "config", "caps", "max_points", "chunk",
+                                             "stages"))
+def _run(key, first, energies, *, n, config, caps, max_points, chunk=None, stages=None):
     """``n`` showers from ``first``, in chunks of ``chunk`` showers (pools ``caps``).
 
     The chunks run one after the other in a ``lax.scan`` (a small, cache-friendly working
     set) and write their points into one output buffer, allocated once and never copied;
     the last chunk's showers beyond ``n`` are simulated but not written out.
-    ``energies``, if given, has ``ceil(n / chunk) * chunk`` entries.
+    ``energies``, if given, has ``ceil(n / chunk) * chunk`` entries. ``stages``: as in
+    ``_simulate_pool`` (default by batch size).
     """
     chunk = n if chunk is None else chunk
+    stages = _n_stages(n) if stages is None else stages
     n_chunks = -(-n // chunk)
     row_points = config.n_layers * max_points * 3
 
@@ -508,7 +628,7 @@ def _run(key, first, energies, *, n, config, caps, max_points, chunk=None):
         else:
             e0 = jax.lax.dynamic_slice_in_dim(energies, c * chunk, chunk)
         raw, points = _simulate_pool(keys, e0, points, c * chunk, config, caps, max_points,
-                                     _n_stages(n))
+                                     stages)
         return points, (raw._replace(points=None), e0)
 
     points = jnp.zeros((n * row_points,), jnp.float32)
@@ -527,11 +647,11 @@ def _rerun(keys, e0, *, config, caps, max_points):
     return raw._replace(points=points.reshape(b, config.n_layers, max_points, 3))
 
 
-def _scaled(caps: tuple[int, ...], scale: float, n: int) -> tuple[int, ...]:
+def _scaled(caps: PoolCapacities, scale: float, n: int) -> PoolCapacities:
     if scale == 1.0:
         return caps
-    return tuple(max(1, min(n * 2**t, int(math.ceil(c * scale / 8) * 8)))
-                 for t, c in enumerate(caps))
+    return PoolCapacities(*(tuple(max(1, min(n * 2**g, int(math.ceil(c * scale / 8) * 8)))
+                                  for g, c in enumerate(part)) for part in caps))
 
 
 def simulate(
