@@ -273,7 +273,7 @@ def test_generation_stages_and_list_overflows(stages, shrink, default_showers):
     elif shrink is not None:
         caps = caps._replace(**{shrink: getattr(half, shrink)})
     if stages:
-        plan = M._stage_plan(caps, stages)
+        plan = S._generations._stage_plan(caps, stages)
         assert [p[0] for p in plan[1:]] == [p[1] for p in plan[:-1]]
         assert plan[0][0] == 0 and plan[-1][1] == cfg.n_steps and len(plan) <= stages
         assert {p[1] - p[0] == 1 for p in plan} == {True, False}  # both kinds of stage
@@ -308,7 +308,7 @@ def test_one_draw_per_particle_follows_the_layer_by_layer_process(stop_scale):
     # Each particle's event layer and kind come from one uniform (`_event`). Per birth
     # layer, every outcome's count is Binomial(n, p) under the step-by-step rule:
     # |count - n p| <= 5 sqrt(n p (1 - p)) + 1 (about 200 cells: false alarm ~1e-4).
-    M = S._simulate
+    M = S._generations
     cfg = S.ShowerConfig(stop_scale=stop_scale)
     births, n = (0, 5, 12, 20), 50_000
     rng = np.random.default_rng(7)
@@ -318,7 +318,8 @@ def test_one_draw_per_particle_follows_the_layer_by_layer_process(stop_scale):
     k0, k1 = (jnp.asarray(rng.integers(0, 2**32, m, dtype=np.uint32)) for _ in range(2))
     pool = M._Pool(zeros, zeros, zeros, zeros, zeros + 1.0, jnp.asarray(born),
                    jnp.arange(1, m + 1, dtype=jnp.uint32), k0, k1, jnp.int32(m))
-    layer, split, _ = jax.jit(lambda p: M._event(p, cfg, 0, M._materializer(p.n >= 0)))(pool)
+    keep = S._kernels._materializer
+    layer, split, _ = jax.jit(lambda p: M._event(p, cfg, 0, keep(p.n >= 0)))(pool)
     layer, split = np.asarray(layer).reshape(len(births), n), np.asarray(split).reshape(
         len(births), n)
     for i, t in enumerate(births):
@@ -375,7 +376,7 @@ def test_hash_is_jax_threefry():
     # the draws of every particle are those of the documented counter scheme.
     import jax.extend.random as jrandom
 
-    from jaxgen.data.showers import _simulate as M
+    from jaxgen.data.showers import _kernels as M
 
     rng = np.random.default_rng(0)
     k0, k1, c0, c1 = (jnp.asarray(rng.integers(0, 2**32, 4096, dtype=np.uint32))
@@ -387,7 +388,7 @@ def test_hash_is_jax_threefry():
 
 
 def test_polynomial_trigonometry():
-    from jaxgen.data.showers import _simulate as M
+    from jaxgen.data.showers import _kernels as M
 
     eps = 2.0**-24  # float32 unit roundoff
     u = jnp.asarray(np.random.default_rng(1).random(100_000), jnp.float32)
@@ -408,7 +409,7 @@ def test_polynomial_trigonometry():
 
 
 def test_blocked_cumsum_exact():
-    from jaxgen.data.showers import _simulate as M
+    from jaxgen.data.showers import _kernels as M
 
     rng = np.random.default_rng(2)
     for shape in [(257,), (3, 70_000)]:  # a partial block; several rows, many blocks
@@ -510,7 +511,9 @@ def test_experiment_quick_smoke(tmp_path):
     from experiments import make_config
     from experiments import showers as exp
 
-    metrics = exp.run(make_config(exp.Config, exp.QUICK), tmp_path)
+    # (No throughput timing here: it compiles the large-batch code; the experiment's quick
+    # run in experiments.reproduce does it.)
+    metrics = exp.run(make_config(exp.Config, exp.QUICK, throughput_showers=0), tmp_path)
     for key in ("p_empty", "points_mean", "points_std", "points_mean_kept", "energy_mean",
                 "energy_std", "frac_full_energy", "kept_fraction", "showers_per_s", "checks"):
         assert key in metrics

@@ -13,9 +13,9 @@ from jaxgen.data.showers._grids import to_grids
 from jaxgen.data.showers._hdf5 import generate_hdf5
 from jaxgen.data.showers._hdf5 import read_hdf5
 from jaxgen.data.showers._hdf5 import write_hdf5
+from jaxgen.data.showers._kinematics import split_kinematics
 from jaxgen.data.showers._simulate import Showers
 from jaxgen.data.showers._simulate import simulate
-from jaxgen.data.showers._simulate import split_kinematics
 
 __all__ = [
     "PoolCapacities",

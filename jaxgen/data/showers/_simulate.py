@@ -1,9 +1,9 @@
 """The vectorised SUPA-like shower simulator (arXiv:2202.05012).
 
-The simulation runs over the generations of each shower's split tree, not over layers: a
-particle's whole path until it stops or splits is drawn at once (``_event``: one uniform,
-compared with the survival probabilities of the layers ahead, gives the event layer and
-whether it is a stop or a split, with exactly the per-layer probabilities of the
+The simulation runs over the generations of each shower's split tree, not over layers
+(``_generations``): a particle's whole path until it stops or splits is drawn at once (one
+uniform, compared with the survival probabilities of the layers ahead, gives the event
+layer and whether it is a stop or a split, with exactly the per-layer probabilities of the
 step-by-step process), so a particle is handled once instead of once per layer it passes.
 All particles of a generation of a batch of showers live in one flat, shower-sorted pool.
 One scatter per generation sorts them into the splits with children and the ends (stops
@@ -12,20 +12,15 @@ point clouds and the splits' daughters form the next generation. Pools are sized
 generation from the process's analytic mean and variance (``pool_capacities``): about 148
 slots per shower for the 143 particles (and 72 ends) of the default configuration, where a
 layer-by-layer pool processes about 200 particle-steps. The generations run as 8 stages
-(a ``lax.scan`` each, or plain code for a single generation with its own sizes) above
-10,000 showers, and as one ``lax.while_loop`` that stops at the last non-empty generation
-below. Large batches run as equal chunks (16,384 showers on CPU) in a ``lax.scan`` inside
-one compiled call, writing into one output buffer.
+(a ``lax.scan`` each, or plain code for a single generation with its own sizes) from
+10,000 showers on, and below that as one ``lax.while_loop`` that stops after the last
+non-empty generation. Large batches run as equal chunks (16,384 showers on CPU) in a
+``lax.scan`` inside one compiled call, writing into one output buffer.
 
-CPU throughput notes (XLA:CPU, measured): the hash is written with plain uint32 ops (3.5x
-faster than the threefry primitive), sines, cosines and tangents are branch-free
-polynomials (XLA's take 10-17 ns each), prefix sums are blocked triangular products (an
-associative scan compiles 8x slower, ``cumsum`` runs 2x slower), fields are scattered as
-scalars (row scatters cost 30 ns per row), scatters run over the compacted lists only
-(about 4 ns per element, 4x a gather) and values with several consumers are materialised
-through a ``lax.cond`` (XLA's loop fusion otherwise recomputes them in each consumer;
-stacking them into one array stops vectorisation). For large batches the fresh output
-buffer's page faults are a large share of the time (about 20 %): with glibc,
+CPU notes (XLA:CPU, measured): the kernels (hash, trigonometry, prefix sums) are written
+for it (``_kernels``) and scatters run over compacted lists only (``_generations``). For
+large batches the fresh output buffer's page faults are a large share of the time (20-40 %
+of the wall time, varying with the kernel's state): with glibc,
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (transparent huge pages for malloc) removes most.
 
 Randomness is a counter-based hash: the draws of a particle are
@@ -33,8 +28,11 @@ Randomness is a counter-based hash: the draws of a particle are
 (asymmetry, azimuth; splits only), where the id is the particle's path in the binary split
 tree, with a leading 1. A shower's result therefore depends only on its key and the
 configuration, not on the batch, the pool layout or the capacities; a shower whose pool or
-point capacity overflowed is re-simulated with larger capacities and comes out exactly as
-an unbounded simulation would (no truncation, no bias).
+point capacity overflowed is re-simulated with larger capacities and comes out as an
+unbounded simulation would (no truncation, no bias). The particles, their draws, counts
+and energies are exactly the same; the two code paths (loop and stages) may round a
+position differently (XLA may fuse a multiply-add in one and not the other), by a few
+ulp per generation.
 """
 
 from __future__ import annotations
@@ -51,6 +49,10 @@ from jaxgen.data.showers._config import PoolCapacities
 from jaxgen.data.showers._config import ShowerConfig
 from jaxgen.data.showers._config import default_max_points
 from jaxgen.data.showers._config import pool_capacities
+from jaxgen.data.showers._generations import _Raw
+from jaxgen.data.showers._generations import simulate_pool
+from jaxgen.data.showers._kernels import _hash
+from jaxgen.data.showers._kernels import _unit
 
 _ENERGY_WORD = np.uint32(0xFFFFFFFF)  # counter word reserved for the E0 draw
 SMALL_BATCH = 10_000  # below this, one loop over generations (fast compile)
@@ -92,493 +94,6 @@ class Showers(NamedTuple):
     def layer_energy(self) -> jax.Array:
         """``(n, n_layers)`` read-out energy per layer in GeV."""
         return jnp.sum(self.points[..., 2], axis=-1)
-
-
-def _unit(bits: jax.Array) -> jax.Array:
-    """uint32 -> float32 uniform in [0, 1) from the top 23 bits."""
-    mant = jax.lax.shift_right_logical(bits, jnp.uint32(9)) | jnp.uint32(0x3F800000)
-    return jax.lax.bitcast_convert_type(mant, jnp.float32) - 1.0
-
-
-def _materializer(flag: jax.Array):
-    """An identity on arrays that makes XLA compute them once, into buffers.
-
-    XLA's CPU loop fusion inlines shared values (the hash, the trigonometry) into every
-    consumer and recomputes them there; reduce_precision and optimisation barriers do not
-    stop it on CPU, but values that leave a ``lax.cond`` are materialised. ``flag`` must be
-    a traced ``True`` (so that XLA cannot drop the conditional).
-    """
-
-    def keep(*xs: jax.Array) -> tuple[jax.Array, ...]:
-        return jax.lax.cond(flag, lambda: xs, lambda: tuple(jnp.zeros_like(x) for x in xs))
-
-    return keep
-
-
-def _rotl(x: jax.Array, d: int) -> jax.Array:
-    return jax.lax.shift_left(x, jnp.uint32(d)) | jax.lax.shift_right_logical(
-        x, jnp.uint32(32 - d))
-
-
-def _threefry2x32(k0, k1, x0, x1) -> tuple[jax.Array, jax.Array]:
-    """Threefry-2x32 with 20 rounds, bit-identical to ``jax.random``'s primitive.
-
-    Written with plain uint32 ops so that XLA fuses and vectorises it: on CPU this runs
-    about 3.5x faster than the primitive's lowering (measured 2.8 vs 9.7 ns per draw).
-    """
-    rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
-    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
-    x0, x1 = x0 + ks[0], x1 + ks[1]
-    for i in range(5):
-        for r in rotations[i % 2]:
-            x0 = x0 + x1
-            x1 = x0 ^ _rotl(x1, r)
-        x0 = x0 + ks[(i + 1) % 3]
-        x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
-    return x0, x1
-
-
-def _hash(keys: jax.Array, c0: jax.Array, c1: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Threefry-2x32 (the hash behind ``jax.random``) of counters under per-shower keys."""
-    c1 = jnp.broadcast_to(jnp.asarray(c1, jnp.uint32), c0.shape)
-    return _threefry2x32(keys[:, 0], keys[:, 1], c0, c1)
-
-
-_SCAN_BLOCK = 16
-
-
-def _cumsum(x: jax.Array) -> jax.Array:
-    """Inclusive cumulative sum of small non-negative int32 counts along the last axis.
-
-    Two levels of blocks of 16: prefix sums inside a block are a product with a triangular
-    matrix of ones (exact in float32: block sums stay below 2**24), the blocks' offsets an
-    int32 ``cumsum`` over 1/256 of the values. XLA:CPU's ``cumsum`` alone (a reduce-window)
-    is 2x slower, and an associative scan compiles 8x slower (one level per factor 2).
-    """
-    k = _SCAN_BLOCK
-    *lead, m = x.shape
-    pad = (-m) % (k * k)
-    y = jnp.pad(x, [(0, 0)] * len(lead) + [(0, pad)]).reshape(*lead, -1, k, k)
-    tri = jnp.triu(jnp.ones((k, k), jnp.float32))
-    hi = jax.lax.Precision.HIGHEST  # no reduced-precision matmuls on accelerators
-    y = jnp.matmul(y.astype(jnp.float32), tri, precision=hi)
-    rows = y[..., -1]
-    rows_incl = jnp.matmul(rows, tri, precision=hi)
-    y = (y + (rows_incl - rows)[..., None]).astype(jnp.int32)
-    blocks = rows_incl[..., -1].astype(jnp.int32)
-    y = y + (jnp.cumsum(blocks, axis=-1) - blocks)[..., None, None]
-    return y.reshape(*lead, -1)[..., :m]
-
-
-def _sincos_turns(u: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(sin, cos)`` of the angle ``2 pi u``, float32-accurate, branch-free.
-
-    XLA:CPU's sine and cosine take 10-17 ns per value for arguments spread over a turn;
-    this reduction to the nearest quarter turn (exact: ``u - q / 4``) and Taylor
-    polynomials on [-pi/4, pi/4] (truncation below 2e-9) vectorise, at about 1 ns.
-    """
-    q = jnp.round(4.0 * u)
-    a = (2.0 * math.pi) * (u - 0.25 * q)
-    a2 = a * a
-    sin = a * (1.0 + a2 * (-1.0 / 6 + a2 * (1.0 / 120 + a2 * (-1.0 / 5040 + a2 / 362880))))
-    cos = 1.0 + a2 * (-0.5 + a2 * (1.0 / 24 + a2 * (-1.0 / 720 + a2 * (1.0 / 40320
-                                                                    - a2 / 3628800))))
-    quadrant = q.astype(jnp.int32) & 3
-    sin_q = jax.lax.select_n(quadrant, sin, cos, -sin, -cos)
-    cos_q = jax.lax.select_n(quadrant, cos, -sin, -cos, sin)
-    return sin_q, cos_q
-
-
-def _tan(t: jax.Array) -> jax.Array:
-    """``tan(t)`` for ``|t| < pi/2`` from ``_sincos_turns`` (a few ulp)."""
-    sin, cos = _sincos_turns(t * (0.5 / math.pi))
-    return sin / cos
-
-
-def split_kinematics(
-    x: jax.Array,
-    y: jax.Array,
-    px: jax.Array,
-    py: jax.Array,
-    energy: jax.Array,
-    theta: jax.Array,
-    delta: jax.Array,
-    phi: jax.Array,
-    dz: float,
-    orientation: str = "reference",
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Daughters of a split (SUPA rules, arXiv:2202.05012); elementwise over ``(m,)``.
-
-    With theta1 = theta/2 - delta and theta2 = theta/2 + delta, the daughters carry
-    E1 = E theta2/theta and E2 = E - E1 and leave at angles theta1 and -theta2 in the plane
-    of azimuth phi, i.e. local directions ``(+-dz tan theta_i cos phi, ... sin phi, dz)``,
-    rotated to the parent's direction ``(x - px, y - py, dz)`` and propagated by one dz.
-
-    Args:
-      x: ``(m,)`` parent x position.
-      y: ``(m,)`` parent y position.
-      px: ``(m,)`` x of the parent's previous position (its direction is ``x - px``).
-      py: ``(m,)`` y of the parent's previous position.
-      energy: ``(m,)`` parent energy.
-      theta: ``(m,)`` opening angle.
-      delta: ``(m,)`` asymmetry, ``|delta| < theta / 2``.
-      phi: ``(m,)`` azimuth of the splitting plane.
-      dz: layer spacing.
-      orientation: ``"reference"`` (the released code's matrix) or ``"exact"``.
-
-    Returns:
-      ``(x1, y1, e1, x2, y2, e2)``, each ``(m,)``.
-    """
-    t1 = 0.5 * theta - delta
-    t2 = 0.5 * theta + delta
-    e1 = energy * (t2 / theta)
-    return _daughters(x, y, x - px, y - py, energy, e1, jnp.tan(t1), jnp.tan(t2),
-                      jnp.cos(phi), jnp.sin(phi), dz, orientation)
-
-
-def _daughters(x, y, vx, vy, energy, e1, tan1, tan2, c, s, dz, orientation):
-    """``split_kinematics`` from the parent's step and the daughters' tangents.
-
-    ``(vx, vy, dz)`` is the parent's step per layer; ``c``, ``s`` the azimuth's cos, sin.
-    """
-    e2 = energy - e1
-    a1 = dz * tan1
-    a2 = -dz * tan2
-    inv = jax.lax.rsqrt(vx * vx + vy * vy + dz * dz)
-    m3 = (vx * inv, vy * inv, dz * inv)
-    invq = jax.lax.rsqrt(m3[1] * m3[1] + m3[2] * m3[2])
-    m2y, m2z = -m3[2] * invq, m3[1] * invq
-    m1 = (m2y * m3[2] - m2z * m3[1], m2z * m3[0], -m2y * m3[0])
-
-    def rotate(a: jax.Array) -> tuple[jax.Array, jax.Array]:
-        d = (a * c, a * s, jnp.full_like(a, dz))
-        if orientation == "reference":  # rows m1, m2, m3 dotted with d (SUPA's `M @ d`)
-            rx = m1[0] * d[0] + m1[1] * d[1] + m1[2] * d[2]
-            ry = m2y * d[1] + m2z * d[2]
-            rz = m3[0] * d[0] + m3[1] * d[1] + m3[2] * d[2]
-        else:  # columns: d_x m1 + d_y m2 + d_z m3 maps the local z axis onto m3
-            rx = d[0] * m1[0] + d[2] * m3[0]
-            ry = d[0] * m1[1] + d[1] * m2y + d[2] * m3[1]
-            rz = d[0] * m1[2] + d[1] * m2z + d[2] * m3[2]
-        scale = dz / rz
-        return x + rx * scale, y + ry * scale
-
-    x1, y1 = rotate(a1)
-    x2, y2 = rotate(a2)
-    return x1, y1, e1, x2, y2, e2
-
-
-class _Raw(NamedTuple):
-    points: jax.Array
-    counts: jax.Array
-    escaped: jax.Array
-    unread: jax.Array
-    pool_overflow: jax.Array
-
-
-class _Pool(NamedTuple):
-    """The particles of one generation, shower-sorted; the first ``n`` slots are real."""
-
-    x: jax.Array  # (m,) position at the birth layer
-    y: jax.Array
-    dx: jax.Array  # (m,) displacement per layer (direction, scaled to dz)
-    dy: jax.Array
-    energy: jax.Array
-    tag: jax.Array  # (m,) int32: shower << _TAG_BITS | birth layer
-    pid: jax.Array  # (m,) uint32: path in the split tree, with a leading 1
-    k0: jax.Array  # (m,) uint32: the shower's key
-    k1: jax.Array
-    n: jax.Array  # () int32
-
-
-class _Tally(NamedTuple):
-    """Per-shower results, accumulated over the generations."""
-
-    counts: jax.Array  # (b, n_layers) int32
-    escaped: jax.Array  # (b,) float32
-    unread: jax.Array  # (b,) float32
-    first_bad: jax.Array  # () int32: showers from this one on overflowed a pool
-    points: jax.Array  # flat output buffer
-
-
-_TAG_BITS = 5  # birth layers < MAX_STEPS = 32
-
-
-def _event(pool: _Pool, config: ShowerConfig, first_layer: int, keep):
-    """Each particle's fate, drawn at once: ``(layer, split, u_theta)``.
-
-    With ``v = 1 - u`` uniform in (0, 1] and ``S_k`` the probability of passing the layers
-    from its birth to k, a particle passes layer k iff ``S_k >= v`` and, at its event
-    layer e, splits iff ``S_{e-1} (1 - p_stop_e) >= v``: every layer's stop, split and
-    pass probabilities are those of the step-by-step process. ``layer == n_steps``: it
-    passed all layers.
-    """
-    p_stop, p_split = config.probabilities()
-    w0, w1 = _threefry2x32(pool.k0, pool.k1, pool.pid, jnp.zeros_like(pool.pid))
-    v, u_theta = keep(1.0 - _unit(w0), _unit(w1))
-    born = pool.tag & ((1 << _TAG_BITS) - 1)
-    survive = jnp.ones_like(v)
-    layer = jnp.full(v.shape, first_layer, jnp.int32)
-    upto_split = layer
-    for k in range(first_layer, config.n_steps):
-        on = born <= k
-        no_stop = survive * jnp.where(on, np.float32(1.0 - p_stop[k]), np.float32(1.0))
-        survive = survive * jnp.where(on, np.float32(1.0 - p_stop[k] - p_split[k]),
-                                      np.float32(1.0))
-        layer = layer + (survive >= v).astype(jnp.int32)
-        upto_split = upto_split + (no_stop >= v).astype(jnp.int32)
-    layer, split = keep(layer, upto_split > layer)
-    return layer, split, u_theta
-
-
-def _generation(pool: _Pool, tally: _Tally, *, ms: int, me: int, first_layer: int, b: int,
-                base_dest: jax.Array, config: ShowerConfig, max_points: int):
-    """One generation of the split tree: every particle passes, then stops or splits.
-
-    One scatter sorts the particles into two lists, each in pool order (so shower-sorted):
-    the splits with children (``ms`` slots) and the ends (``me`` slots: the stops of each
-    readout layer, then the escapes, then the stops outside the readout). The ends are
-    tallied and read out; the children of the splits form the next generation's pool of
-    ``2 * ms`` slots, both children of a split side by side.
-    """
-    n_steps, n_layers = config.n_steps, config.n_layers
-    m = pool.x.shape[0]
-    keep = _materializer(pool.n >= 0)
-    slot = jnp.arange(m, dtype=jnp.int32)
-    active = slot < pool.n
-    layer, split, u_theta = _event(pool, config, first_layer, keep)
-    kids = active & split & (layer < n_steps - 1)
-    # Kinds of ends: 0..n_layers-1 read out; n_layers escaped (still active after the last
-    # layer, or a split at the last layer: as in the reference, its daughters are never
-    # read out); n_layers + 1 stopped outside the readout.
-    kind = jnp.full((m,), n_layers + 1, jnp.int32)
-    for k, (lo, hi) in enumerate(config.readout_layers):
-        kind = jnp.where((layer >= lo) & (layer <= hi), k, kind)
-    kind = jnp.where((layer == n_steps) | split, n_layers, kind)
-    n_kinds = n_layers + 2 if _any_unread(config) else n_layers + 1
-    rows = [kids] + [active & ~kids & (kind == k) for k in range(n_kinds)]
-    cum = keep(*_cumsum(jnp.stack([a.astype(jnp.int32) for a in rows])))
-    # List positions: splits first, then the ends kind by kind; overflowing entries are
-    # dropped and their showers (and all later ones) flagged for re-simulation.
-    drop = jnp.int32(ms + me)
-    index = jnp.where(kids & (cum[0] <= ms), cum[0] - 1, drop)
-    offsets, start = [], jnp.int32(0)
-    for k in range(n_kinds):
-        offsets.append(start)
-        index = jnp.where(rows[1 + k], ms + start + cum[1 + k] - 1, index)
-        start = start + cum[1 + k][-1]
-    shower = jax.lax.shift_right_logical(pool.tag, _TAG_BITS)
-    lost = (kids & (cum[0] > ms)) | (~kids & active & (index >= ms + me))
-    first_bad = jnp.minimum(tally.first_bad, jnp.min(jnp.where(lost, shower, b)))
-    (index,) = keep(index)
-    src = jnp.zeros((ms + me,), jnp.int32).at[index].set(slot, mode="drop",
-                                                          unique_indices=True)
-    steps = (layer - (pool.tag & ((1 << _TAG_BITS) - 1))).astype(jnp.float32)
-    xe, ye = pool.x + steps * pool.dx, pool.y + steps * pool.dy
-    tally = _read_out(tally._replace(first_bad=first_bad), src[ms:], offsets, start,
-                      (xe, ye, pool.energy, shower), b=b, base_dest=base_dest,
-                      n_layers=n_layers, max_points=max_points)
-    if ms == 0:  # the last generation: no children
-        return None, tally
-    child_tag = jax.lax.shift_left(shower, _TAG_BITS) | (layer + 1)
-    parents = (jnp.take(a, src[:ms]) for a in (xe, ye, pool.dx, pool.dy, pool.energy,
-                                                child_tag, pool.pid, pool.k0, pool.k1,
-                                                u_theta))
-    return _children(*parents, jnp.minimum(cum[0][-1], ms), config, keep), tally
-
-
-def _read_out(tally: _Tally, src: jax.Array, offsets: list, total: jax.Array,
-              fields: tuple, *, b: int, base_dest: jax.Array, n_layers: int,
-              max_points: int) -> _Tally:
-    """Tallies the ends listed in ``src`` and writes out their read-out points.
-
-    ``src`` is kind-major and shower-sorted; each point goes to its rank within its shower
-    and layer.
-    """
-    me = src.shape[0]
-    n_kinds = len(offsets)
-    j = jnp.arange(me, dtype=jnp.int32)
-    live = j < total
-    kind = jnp.zeros((me,), jnp.int32)
-    for k in range(1, n_kinds):
-        kind = kind + (j >= offsets[k]).astype(jnp.int32)
-    xe, ye, e, shower = (jnp.take(a, src) for a in fields)
-    # Per shower: points per layer (counts, exact in float32), escaped and unread energy.
-    value = jnp.where(kind < n_layers, 1.0, e)
-    sums = jnp.zeros((b * n_kinds,), jnp.float32).at[
-        jnp.where(live, shower * n_kinds + kind, b * n_kinds)].add(value, mode="drop")
-    sums = sums.reshape(b, n_kinds)
-    per_shower = sums[:, :n_layers].astype(jnp.int32).T  # (n_layers, b)
-    # Rank in the shower and layer: position in the kind's segment, minus the points of
-    # the earlier showers there, plus the shower's points from earlier generations.
-    start = tally.counts.T - (_cumsum(per_shower) - per_shower)
-    kc = jnp.minimum(kind, n_layers - 1)
-    pos = j
-    for k in range(1, n_layers):
-        pos = jnp.where(kc == k, j - offsets[k], pos)
-    rank = pos + jnp.take(start.reshape(-1), kc * b + shower)
-    ok = live & (kind < n_layers) & (rank < max_points)
-    flat_points = tally.points.shape[0]
-    dest = jnp.where(ok, base_dest + ((shower * n_layers + kc) * max_points + rank) * 3,
-                     flat_points)
-    points = tally.points
-    for k, val in enumerate((xe, ye, e)):  # scalar scatters: 30x faster than rows
-        points = points.at[dest + k].set(val, mode="drop", unique_indices=True)
-    escaped = tally.escaped + sums[:, n_layers]
-    unread = tally.unread + sums[:, n_layers + 1] if n_kinds > n_layers + 1 else tally.unread
-    return _Tally(tally.counts + per_shower.T, escaped, unread, tally.first_bad, points)
-
-
-def _children(xe, ye, dx, dy, e, tag, pid, k0, k1, u_theta, n_split, config, keep) -> _Pool:
-    """The next generation: both daughters of each listed split, side by side."""
-    ms = xe.shape[0]
-    w0, w1 = _threefry2x32(k0, k1, pid, jnp.ones_like(pid))
-    u_delta, u_phi = keep(_unit(w0), _unit(w1))
-    tlo, thi = config.theta_range
-    theta = tlo + (thi - tlo) * u_theta
-    delta = config.asymmetry * theta * (2.0 * u_delta - 1.0)
-    t1 = 0.5 * theta - delta
-    t2 = 0.5 * theta + delta
-    s, c = _sincos_turns(u_phi)
-    tan1, tan2, c, s = keep(_tan(t1), _tan(t2), c, s)
-    x1, y1, e1, x2, y2, e2 = keep(*_daughters(xe, ye, dx, dy, e, e * (t2 / theta), tan1,
-                                              tan2, c, s, float(config.dz),
-                                              config.orientation))
-
-    def pair(a, b):
-        return jnp.stack([a, b], axis=1).reshape(-1)
-
-    def twice(a):
-        return jnp.broadcast_to(a[:, None], (ms, 2)).reshape(-1)
-
-    pid = pid + pid
-    return _Pool(pair(x1, x2), pair(y1, y2), pair(x1 - xe, x2 - xe), pair(y1 - ye, y2 - ye),
-                 pair(e1, e2), twice(tag), pair(pid, pid + jnp.uint32(1)), twice(k0),
-                 twice(k1), 2 * n_split)
-
-
-def _stage_plan(caps: PoolCapacities, n_stages: int) -> list[tuple[int, int, int, int]]:
-    """Splits generations ``0..n_steps-1`` into at most ``n_stages`` contiguous stages.
-
-    Returns ``(first, stop, ms, me)`` per stage: a stage of one generation gets its own
-    list sizes; a longer one is a ``lax.scan`` over a pool of ``2 * ms`` slots (the
-    largest any of its generations reads or writes) and ``me`` end slots. The split
-    minimises the total pool work by dynamic programming.
-    """
-    p, e = caps.particles, caps.ends
-    n = len(p)
-    need = [max(p[g], p[g + 1] if g + 1 < n else 0) for g in range(n)]
-
-    def cost(i: int, j: int) -> float:
-        if j == i + 1:
-            return p[i] + (p[i + 1] if i + 1 < n else 0) + e[i]
-        return (j - i) * (2 * max(need[i:j]) + max(e[i:j]))
-
-    k_max = max(1, min(n_stages, n))
-    best = [[math.inf] * (n + 1) for _ in range(k_max + 1)]
-    arg = [[0] * (n + 1) for _ in range(k_max + 1)]
-    best[0][0] = 0.0
-    for k in range(1, k_max + 1):
-        for j in range(1, n + 1):
-            for i in range(j):
-                c = best[k - 1][i] + cost(i, j)
-                if c < best[k][j]:
-                    best[k][j], arg[k][j] = c, i
-    k = min(range(1, k_max + 1), key=lambda kk: best[kk][n])
-    plan, j = [], n
-    while k > 0:
-        i = arg[k][j]
-        if j == i + 1:
-            ms = p[j] // 2 if j < n else 0
-        else:
-            ms = max(-(-need[g] // 2) for g in range(i, j))
-        plan.append((i, j, ms, max(e[i:j])))
-        j, k = i, k - 1
-    return plan[::-1]
-
-
-def _resize(pool: _Pool, tally: _Tally, size: int) -> tuple[_Pool, _Tally]:
-    """Pads or truncates the pool to ``size`` slots; truncated showers are flagged."""
-    m = pool.x.shape[0]
-    if size == m:
-        return pool, tally
-    if size > m:
-        return pool._replace(**{f: jnp.pad(getattr(pool, f), (0, size - m))
-                                for f in pool._fields if f != "n"}), tally
-    lost = pool.n > size
-    cut = jax.lax.shift_right_logical(pool.tag[size], _TAG_BITS)
-    tally = tally._replace(first_bad=jnp.where(lost, jnp.minimum(tally.first_bad, cut),
-                                               tally.first_bad))
-    pool = pool._replace(**{f: getattr(pool, f)[:size] for f in pool._fields if f != "n"})
-    return pool._replace(n=jnp.minimum(pool.n, size)), tally
-
-
-def _any_unread(config: ShowerConfig) -> bool:
-    """Whether particles can stop outside the readout layers."""
-    p_stop, _ = config.probabilities()
-    return bool(np.any((p_stop > 0) & (config.readout_index() < 0)))
-
-
-def _simulate_pool(
-    keys: jax.Array,
-    e0: jax.Array,
-    points: jax.Array,
-    offset: jax.Array | int,
-    config: ShowerConfig,
-    caps: PoolCapacities,
-    max_points: int,
-    stages: int,
-) -> tuple[_Raw, jax.Array]:
-    """Simulates ``B`` showers from key data ``(B, 2)`` uint32 and energies ``(B,)``.
-
-    ``caps`` are the list sizes per generation. ``stages > 0``: at most that many blocks
-    of code over the generations, with sizes that follow the particle counts (for large
-    batches; ``_stage_plan``); ``0``: one ``lax.while_loop`` over generations with the
-    largest sizes, ending after the last non-empty generation (fast to compile; for small
-    batches). The read-out points of shower ``i`` are written into the flat output buffer
-    ``points`` at shower ``offset + i``; returns the other results and the updated buffer.
-    """
-    b = e0.shape[0]
-    polar, azim = config.incidence
-    x0, y0 = config.entry_position
-    slope = float(config.dz) * math.tan(polar)
-    row_points = config.n_layers * max_points * 3
-    base_dest = jnp.asarray(offset, jnp.int32) * row_points
-
-    def full(v):
-        return jnp.full((b,), v, jnp.float32)
-
-    pool = _Pool(full(x0), full(y0), full(slope * math.cos(azim)), full(slope * math.sin(azim)),
-                 e0.astype(jnp.float32),
-                 jax.lax.shift_left(jnp.arange(b, dtype=jnp.int32), _TAG_BITS),
-                 jnp.ones((b,), jnp.uint32), keys[:, 0], keys[:, 1], jnp.int32(b))
-    tally = _Tally(jnp.zeros((b, config.n_layers), jnp.int32), jnp.zeros((b,), jnp.float32),
-                   jnp.zeros((b,), jnp.float32), jnp.int32(b), points)
-    gen = functools.partial(_generation, b=b, base_dest=base_dest, config=config,
-                            max_points=max_points)
-    if stages:
-        for first, stop, ms, me in _stage_plan(caps, stages):
-            if stop == first + 1:  # one generation: exact list sizes
-                pool, tally = gen(pool, tally, ms=ms, me=me, first_layer=first)
-                continue
-            pool, tally = _resize(pool, tally, 2 * ms)
-
-            def body(carry, _, ms=ms, me=me, first=first):
-                return gen(*carry, ms=ms, me=me, first_layer=first), None
-
-            (pool, tally), _ = jax.lax.scan(body, (pool, tally), None, length=stop - first)
-    else:
-        ms = max(-(-b // 2), max(caps.particles[1:], default=0) // 2)
-        me = max(caps.ends)
-        pool = jax.tree.map(lambda a: jnp.pad(a, (0, 2 * ms - b)) if a.ndim else a, pool)
-
-        def body(carry):
-            pool, tally = carry
-            return gen(pool, tally, ms=ms, me=me, first_layer=0)
-
-        pool, tally = jax.lax.while_loop(lambda c: c[0].n > 0, body, (pool, tally))
-    overflow = jnp.arange(b) >= tally.first_bad
-    return _Raw(None, tally.counts, tally.escaped, tally.unread, overflow), tally.points
 
 
 def _n_stages(n: int) -> int:
@@ -627,7 +142,7 @@ def _run(key, first, energies, *, n, config, caps, max_points, chunk=None, stage
             e0 = _draw_energy(keys, config)
         else:
             e0 = jax.lax.dynamic_slice_in_dim(energies, c * chunk, chunk)
-        raw, points = _simulate_pool(keys, e0, points, c * chunk, config, caps, max_points,
+        raw, points = simulate_pool(keys, e0, points, c * chunk, config, caps, max_points,
                                      stages)
         return points, (raw._replace(points=None), e0)
 
@@ -642,7 +157,7 @@ def _run(key, first, energies, *, n, config, caps, max_points, chunk=None, stage
 def _rerun(keys, e0, *, config, caps, max_points):
     b = e0.shape[0]
     points = jnp.zeros((b * config.n_layers * max_points * 3,), jnp.float32)
-    raw, points = _simulate_pool(keys, e0, points, 0, config, caps, max_points,
+    raw, points = simulate_pool(keys, e0, points, 0, config, caps, max_points,
                                  _n_stages(b))
     return raw._replace(points=points.reshape(b, config.n_layers, max_points, 3))
 
@@ -669,10 +184,12 @@ def simulate(
     """Simulates ``n`` SUPA showers (arXiv:2202.05012) as padded point clouds.
 
     Shower ``i`` uses the key ``fold_in(key, first_index + i)``, so a stream generated in
-    chunks (``first_index`` = showers already generated) equals one generated at once.
-    Showers whose particle pool or point capacity overflowed are detected and re-simulated
-    with doubled capacities until none overflows; the output's ``max_points`` grows if a
-    shower needs it. Nothing is ever truncated.
+    chunks (``first_index`` = showers already generated) equals one generated at once
+    (positions to a few ulp where the chunks are on different sides of 10,000 showers,
+    which switches the compiled code path). Showers whose particle pool or point capacity
+    overflowed are detected and re-simulated with doubled capacities until none
+    overflows; the output's ``max_points`` grows if a shower needs it. Nothing is ever
+    truncated.
 
     Args:
       key: a PRNG key (typed or raw uint32[2]).
