@@ -11,8 +11,10 @@ released SUPA generator's ~140/s.
     python benchmarks/showers.py                      # 1e3, 1e4, 1e5, 3e5
     python benchmarks/showers.py --sizes=1000,10000 --repeats=5
 
-Large batches spend much of their time in page faults of the fresh output buffer (9.2 kB
-of points per shower); with glibc, transparent huge pages for malloc remove most of them:
+Large batches spend a fifth to a half of their time in page faults of the fresh output
+buffer (9.2 kB of points per shower; the system time of a run, which varies from run to
+run on a shared VM: compare ``showers_per_cpu_s``); with glibc, transparent huge pages for
+malloc remove most of them:
 
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python benchmarks/showers.py
 """
