@@ -8,7 +8,7 @@ bounds that size's need). Also times the plain-Python reference
 (``tests/data/supa_reference.py``) in the same run. Goal: >= 140,000 showers/s, 1000x the
 released SUPA generator's ~140/s.
 
-    python benchmarks/showers.py                      # 1e3, 1e4, 1e5, 3e5
+    python benchmarks/showers.py                      # 1e3, 1e4, 1e5, 3e5; 1e6 streamed
     python benchmarks/showers.py --sizes=1000,10000 --repeats=5
 
 Large batches spend a fifth to a half of their time in page faults of the fresh output
@@ -64,6 +64,22 @@ def time_size(n: int, repeats: int) -> dict:
             "peak_rss_gb": round(peak_rss_gb(), 2)}
 
 
+def time_stream(total: int, per_call: int) -> dict:
+    """The rate of a production of ``total`` showers as calls of ``per_call``.
+
+    Outputs are dropped; this is how millions of showers are streamed (one batch of 1e6
+    would hold about 20 GB of padded points at its peak).
+    """
+    key = jax.random.key(0)
+    jax.block_until_ready(S.simulate(key, per_call))  # compiles
+    t0, c0 = time.perf_counter(), cpu_s()
+    for start in range(0, total, per_call):
+        jax.block_until_ready(S.simulate(key, per_call, first_index=start))
+    wall, cpu = time.perf_counter() - t0, cpu_s() - c0
+    return {"n": total, "per_call": per_call, "showers_per_s": round(total / wall),
+            "showers_per_cpu_s": round(total / cpu), "peak_rss_gb": round(peak_rss_gb(), 2)}
+
+
 def time_grids(n: int, repeats: int) -> float:
     s = S.simulate(jax.random.key(0), n)
     jax.block_until_ready(S.to_grids(s))
@@ -90,6 +106,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000,300000")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reference", type=int, default=300)
+    parser.add_argument("--stream", type=int, default=1_000_000,
+                        help="showers of the streamed production (0: skip)")
+    parser.add_argument("--stream-call", type=int, default=250_000)
     args = parser.parse_args()
     sizes = [int(float(v)) for v in args.sizes.split(",")]
     rows = [time_size(n, args.repeats) for n in sizes]
@@ -104,6 +123,7 @@ def main() -> None:
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "config": "SUPA default: E0=65 GeV, 24 steps, dz=2",
         "sizes": rows,
+        "stream": time_stream(args.stream, args.stream_call) if args.stream else None,
         "grids_showers_per_s_1e4": round(time_grids(10_000, args.repeats)),
         "best_showers_per_s": best,
         "goal_showers_per_s": 140_000,
