@@ -313,8 +313,8 @@ def _simulate_part(key, n, chunk, config, energies, first_index, max_points, mar
     bad = np.asarray(raw.pool_overflow) | (np.asarray(raw.counts).max(-1) > max_points)
     if not bad.any():
         return _finish(raw, e0)
-    # Rare: re-simulate the flagged showers with larger capacities (same keys, same result
-    # as unbounded capacities), then merge them in.
+    # Rare: re-simulate the flagged showers with larger capacities (same keys: the same
+    # particles and draws as with unbounded capacities), then merge them in.
     keys = _shower_keys(key, first_index, n)
     scale, cap_points = 2.0 * pool_scale, max_points
     while bad.any():
