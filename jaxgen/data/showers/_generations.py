@@ -67,7 +67,7 @@ class _Tally(NamedTuple):
 _TAG_BITS = 5  # birth layers < MAX_STEPS = 32
 
 
-def _event(pool: _Pool, config: ShowerConfig, first_layer: int, keep):
+def _event(pool: _Pool, born: jax.Array, config: ShowerConfig, first_layer: int, keep):
     """Each particle's fate, drawn at once: ``(layer, split, u_theta)``.
 
     With ``v = 1 - u`` uniform in (0, 1] and ``S_k`` the probability of passing the layers
@@ -79,10 +79,10 @@ def _event(pool: _Pool, config: ShowerConfig, first_layer: int, keep):
     p_stop, p_split = config.probabilities()
     w0, w1 = _threefry2x32(pool.k0, pool.k1, pool.pid, jnp.zeros_like(pool.pid))
     v, u_theta = keep(1.0 - _unit(w0), _unit(w1))
-    born = pool.tag & ((1 << _TAG_BITS) - 1)
     survive = jnp.ones_like(v)
     layer = jnp.full(v.shape, first_layer, jnp.int32)
     upto_split = layer
+    # Unrolled over the (<= 32, static) layers: one elementwise kernel per particle.
     for k in range(first_layer, config.n_steps):
         on = born <= k
         no_stop = survive * jnp.where(on, np.float32(1.0 - p_stop[k]), np.float32(1.0))
@@ -109,7 +109,8 @@ def _generation(pool: _Pool, tally: _Tally, *, ms: int, me: int, first_layer: in
     keep = _materializer(pool.n >= 0)
     slot = jnp.arange(m, dtype=jnp.int32)
     active = slot < pool.n
-    layer, split, u_theta = _event(pool, config, first_layer, keep)
+    born = pool.tag & ((1 << _TAG_BITS) - 1)
+    layer, split, u_theta = _event(pool, born, config, first_layer, keep)
     kids = active & split & (layer < n_steps - 1)
     # Kinds of ends: 0..n_layers-1 read out; n_layers escaped (still active after the last
     # layer, or a split at the last layer: as in the reference, its daughters are never
@@ -136,7 +137,7 @@ def _generation(pool: _Pool, tally: _Tally, *, ms: int, me: int, first_layer: in
     (index,) = keep(index)
     src = jnp.zeros((ms + me,), jnp.int32).at[index].set(slot, mode="drop",
                                                           unique_indices=True)
-    steps = (layer - (pool.tag & ((1 << _TAG_BITS) - 1))).astype(jnp.float32)
+    steps = (layer - born).astype(jnp.float32)
     xe, ye = pool.x + steps * pool.dx, pool.y + steps * pool.dy
     tally = _read_out(tally._replace(first_bad=first_bad), src[ms:], offsets, start,
                       (xe, ye, pool.energy, shower), b=b, base_dest=base_dest,
@@ -224,7 +225,7 @@ def _stage_plan(caps: PoolCapacities, n_stages: int) -> list[tuple[int, int, int
     """Splits generations ``0..n_steps-1`` into at most ``n_stages`` contiguous stages.
 
     Returns ``(first, stop, ms, me)`` per stage: a stage of one generation gets its own
-    list sizes; a longer one is a ``lax.scan`` over a pool of ``2 * ms`` slots (the
+    list sizes; a longer one is a ``lax.while_loop`` over a pool of ``2 * ms`` slots (the
     largest any of its generations reads or writes) and ``me`` end slots. The split
     minimises the total pool work by dynamic programming.
     """
@@ -294,12 +295,11 @@ def simulate_pool(
 ) -> tuple[_Raw, jax.Array]:
     """Simulates ``B`` showers from key data ``(B, 2)`` uint32 and energies ``(B,)``.
 
-    ``caps`` are the list sizes per generation. ``stages > 0``: at most that many blocks
-    of code over the generations, with sizes that follow the particle counts (for large
-    batches; ``_stage_plan``); ``0``: one ``lax.while_loop`` over generations with the
-    largest sizes, ending after the last non-empty generation (fast to compile; for small
-    batches). The read-out points of shower ``i`` are written into the flat output buffer
-    ``points`` at shower ``offset + i``; returns the other results and the updated buffer.
+    ``caps`` are the list sizes per generation; the generations run as at most ``stages``
+    blocks of code (``_stage_plan``): more follow the particle counts closer, fewer
+    compile faster (one for small batches). The read-out points of shower ``i`` are
+    written into the flat output buffer ``points`` at shower ``offset + i``; returns the
+    other results and the updated buffer.
     """
     b = e0.shape[0]
     polar, azim = config.incidence
@@ -319,26 +319,20 @@ def simulate_pool(
                    jnp.zeros((b,), jnp.float32), jnp.int32(b), points)
     gen = functools.partial(_generation, b=b, base_dest=base_dest, config=config,
                             max_points=max_points)
-    if stages:
-        for first, stop, ms, me in _stage_plan(caps, stages):
-            if stop == first + 1:  # one generation: exact list sizes
-                pool, tally = gen(pool, tally, ms=ms, me=me, first_layer=first)
-                continue
-            pool, tally = _resize(pool, tally, 2 * ms)
+    for first, stop, ms, me in _stage_plan(caps, stages):
+        if stop == first + 1:  # one generation: exact list sizes
+            pool, tally = gen(pool, tally, ms=ms, me=me, first_layer=first)
+            continue
+        # Several generations at the stage's largest sizes, ending early once no
+        # particle is left (a small batch's single stage ends after its deepest shower).
+        pool, tally = _resize(pool, tally, 2 * ms)
 
-            def body(carry, _, ms=ms, me=me, first=first):
-                return gen(*carry, ms=ms, me=me, first_layer=first), None
+        def body(carry, ms=ms, me=me, first=first):
+            g, pool, tally = carry
+            return (g + 1, *gen(pool, tally, ms=ms, me=me, first_layer=first))
 
-            (pool, tally), _ = jax.lax.scan(body, (pool, tally), None, length=stop - first)
-    else:
-        ms = max(-(-b // 2), max(caps.particles[1:], default=0) // 2)
-        me = max(caps.ends)
-        pool = jax.tree.map(lambda a: jnp.pad(a, (0, 2 * ms - b)) if a.ndim else a, pool)
-
-        def body(carry):
-            pool, tally = carry
-            return gen(pool, tally, ms=ms, me=me, first_layer=0)
-
-        pool, tally = jax.lax.while_loop(lambda c: c[0].n > 0, body, (pool, tally))
+        _, pool, tally = jax.lax.while_loop(
+            lambda c, length=stop - first: (c[0] < length) & (c[1].n > 0), body,
+            (jnp.int32(0), pool, tally))
     overflow = jnp.arange(b) >= tally.first_bad
     return _Raw(None, tally.counts, tally.escaped, tally.unread, overflow), tally.points

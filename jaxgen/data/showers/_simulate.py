@@ -12,10 +12,11 @@ point clouds and the splits' daughters form the next generation. Pools are sized
 generation from the process's analytic mean and variance (``pool_capacities``): about 148
 slots per shower for the 143 particles (and 72 ends) of the default configuration, where a
 layer-by-layer pool processes about 200 particle-steps. The generations run as 8 stages
-(a ``lax.scan`` each, or plain code for a single generation with its own sizes) from
-10,000 showers on, and below that as one ``lax.while_loop`` that stops after the last
-non-empty generation. Large batches run as equal chunks (16,384 showers on CPU) in a
-``lax.scan`` inside one compiled call, writing into one output buffer.
+from 10,000 showers on (plain code for a single generation with its own sizes, a
+``lax.while_loop`` at the largest sizes for several) and below that as one stage, which
+ends after the deepest shower's last generation. Large batches run as equal chunks
+(16,384 showers on CPU) in a ``lax.scan`` inside one compiled call, writing into one
+output buffer.
 
 CPU notes (XLA:CPU, measured): the kernels (hash, trigonometry, prefix sums) are written
 for it (``_kernels``) and scatters run over compacted lists only (``_generations``). For
@@ -30,9 +31,9 @@ tree, with a leading 1. A shower's result therefore depends only on its key and 
 configuration, not on the batch, the pool layout or the capacities; a shower whose pool or
 point capacity overflowed is re-simulated with larger capacities and comes out as an
 unbounded simulation would (no truncation, no bias). The particles, their draws, counts
-and energies are exactly the same; the two code paths (loop and stages) may round a
-position differently (XLA may fuse a multiply-add in one and not the other), by a few
-ulp per generation.
+and energies are exactly the same; different stage plans (small and large batches) may
+round a position differently (XLA may fuse a multiply-add in one and not the other), by
+a few ulp per generation.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from jaxgen.data.showers._kernels import _hash
 from jaxgen.data.showers._kernels import _unit
 
 _ENERGY_WORD = np.uint32(0xFFFFFFFF)  # counter word reserved for the E0 draw
-SMALL_BATCH = 10_000  # below this, one loop over generations (fast compile)
+SMALL_BATCH = 10_000  # below this, one stage over all generations (fast compile)
 N_STAGES = 8  # code blocks over the generations of larger batches
 RESIM_BATCH = 64
 CPU_CHUNK = 16_384  # showers per chunk on CPU (pools of at most ~450k slots)
@@ -97,8 +98,8 @@ class Showers(NamedTuple):
 
 
 def _n_stages(n: int) -> int:
-    # 0: one while loop over generations (small batches: fast to compile).
-    return 0 if n < SMALL_BATCH else N_STAGES
+    # Small batches: one stage (fast to compile; the padding work is small in absolute terms).
+    return 1 if n < SMALL_BATCH else N_STAGES
 
 
 def _shower_keys(key: jax.Array, first: int | jax.Array, n: int) -> jax.Array:
