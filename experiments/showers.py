@@ -92,21 +92,25 @@ def _reference_module():
     return mod
 
 
-def _throughput(key: jax.Array, n: int, cfg: S.ShowerConfig, repeats: int = 3) -> float:
-    """Showers/s at batch size ``n`` (NaN for ``n == 0``).
+def _throughput(key: jax.Array, n: int, cfg: S.ShowerConfig,
+                repeats: int = 3) -> tuple[float, float]:
+    """``(showers/s, compile + first call s)`` at batch size ``n`` (NaNs for ``n == 0``).
 
-    The median of ``repeats`` timed calls, after one untimed (compiling) call.
+    The rate is the median of ``repeats`` timed calls after the first, compiling, one
+    (with the same key, it also compiles any re-simulation shapes).
     """
     if n == 0:
-        return math.nan
+        return math.nan, math.nan
     print(f"timing {n} showers per call (compiling)...", flush=True)
+    t0 = time.perf_counter()
     jax.block_until_ready(S.simulate(key, n, cfg))
+    compile_s = time.perf_counter() - t0
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         jax.block_until_ready(S.simulate(key, n, cfg))
         times.append(time.perf_counter() - t0)
-    return n / float(np.median(times))
+    return n / float(np.median(times)), compile_s
 
 
 def _z(a: np.ndarray, b: np.ndarray) -> float:
@@ -124,13 +128,9 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
     """Simulates, compares with the reference, and writes plots to ``workdir``."""
     cfg = config.shower_config()
     key = jax.random.key(config.seed)
-    print(f"simulating {config.n_showers} showers (compiling)...", flush=True)
-    t0 = time.perf_counter()
-    # Same key: the warm-up also compiles any re-simulation shapes this batch needs.
-    jax.block_until_ready(S.simulate(key, config.n_showers, cfg))
-    compile_s = time.perf_counter() - t0
+    print(f"simulating {config.n_showers} showers...", flush=True)
     s = S.simulate(key, config.n_showers, cfg)
-    rate = _throughput(key, config.throughput_showers, cfg)
+    rate, compile_s = _throughput(key, config.throughput_showers, cfg)
     counts = np.asarray(s.counts, np.float64)
     energy = np.asarray(s.layer_energy, np.float64)
     e0 = np.asarray(s.energy, np.float64)
