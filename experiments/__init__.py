@@ -6,6 +6,7 @@ from experiments._framework import check_subset
 from experiments._framework import discover
 from experiments._framework import main
 from experiments._framework import make_config
+from experiments._framework import not_checked
 from experiments._framework import run_experiment
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "discover",
     "main",
     "make_config",
+    "not_checked",
     "run_experiment",
 ]

@@ -6,7 +6,8 @@ An experiment is a module ``experiments/<name>.py`` that defines
   ``__post_init__``;
 - ``QUICK``: a dict of overrides for the ``--quick`` preset (runs in seconds to a minute);
 - ``run(config, workdir=None) -> dict``: the metrics, including a ``"checks"`` list built
-  with ``check(...)``; plots go to ``workdir`` when it is given;
+  with ``check(...)`` (or ``not_checked(...)`` for a claim the preset's scale cannot
+  test); plots go to ``workdir`` when it is given;
 - ``if __name__ == "__main__": main(__name__)``.
 
 Defining these is the registration: ``python -m experiments.reproduce`` discovers every
@@ -33,16 +34,49 @@ from jaxgen.io import write_json
 RUNS_DIR = pathlib.Path("runs")
 
 
-def check(claim: str, measured: Any, passed: bool, **details: Any) -> dict:
+PASS, FAIL, NOT_CHECKED = "PASS", "FAIL", "NOT CHECKED"
+
+
+def check(claim: str, measured: Any, passed: bool, *, paper: Any = None, **details: Any) -> dict:
     """One row of an experiment's claim / measured / pass table.
 
     Args:
       claim: what the paper claims, in words, with the criterion applied here.
       measured: what this run measured (a number or a short string).
       passed: whether the measurement supports the claim.
+      paper: the paper's own figure for this claim, where it states one (for RESULTS.md).
       **details: extra values stored with the row.
     """
-    return {"claim": claim, "measured": measured, "passed": bool(passed), **details}
+    row = {"claim": claim, "measured": measured, "passed": bool(passed),
+           "status": PASS if passed else FAIL, **details}
+    if paper is not None:
+        row["paper"] = paper
+    return row
+
+
+def not_checked(claim: str, reason: str, measured: Any = "-", *, paper: Any = None,
+                **details: Any) -> dict:
+    """A claim this preset cannot test at its scale: shown as NOT CHECKED, never as passed.
+
+    Args:
+      claim: the claim, worded as for ``check``.
+      reason: why this preset cannot test it (and which preset does).
+      measured: what was measured anyway, for information.
+      paper: the paper's own figure, as for ``check``.
+    """
+    row = check(claim, measured, False, paper=paper, reason=reason, **details)
+    row["status"] = NOT_CHECKED
+    return row
+
+
+def status(row: dict) -> str:
+    """``PASS``, ``FAIL`` or ``NOT CHECKED`` for a check row (rows without a status: PASS/FAIL)."""
+    return row.get("status", PASS if row.get("passed") else FAIL)
+
+
+def failed(rows: Iterable[dict]) -> list[dict]:
+    """The rows whose status is FAIL (a NOT CHECKED row is neither passed nor failed)."""
+    return [r for r in rows if status(r) == FAIL]
 
 
 def check_positive_fields(config: Any, names: Sequence[str]) -> None:
@@ -174,7 +208,7 @@ def format_checks(name: str, checks: Sequence[dict]) -> str:
     for c in checks:
         m = c["measured"]
         m = f"{m:.4g}" if isinstance(m, float) else str(m)
-        rows.append((c["claim"], m, "PASS" if c["passed"] else "FAIL"))
+        rows.append((c["claim"], m, status(c)))
     widths = [min(max(len(r[i]) for r in rows), 70) for i in range(3)]
     out = [f"== {name} =="]
     for r in rows:
@@ -182,17 +216,32 @@ def format_checks(name: str, checks: Sequence[dict]) -> str:
     return "\n".join(out)
 
 
+def experiment_name(module: types.ModuleType) -> str:
+    """The experiment's name: its file's stem (``__name__`` is ``__main__`` under ``-m``)."""
+    path = getattr(module, "__file__", None)
+    return pathlib.Path(path).stem if path else module.__name__.rsplit(".", 1)[-1]
+
+
 def run_experiment(
-    module: types.ModuleType, config: Any, out: pathlib.Path | None = None
+    module: types.ModuleType, config: Any, out: pathlib.Path | None = None,
+    preset: str = "custom",
 ) -> tuple[dict, pathlib.Path]:
-    """Runs one experiment in its run directory; writes config.json and metrics.json."""
-    name = module.__name__.rsplit(".", 1)[-1]
+    """Runs one experiment in its run directory; writes config.json and metrics.json.
+
+    Args:
+      module: the experiment module.
+      config: its ``Config``.
+      out: the run directory (default ``runs/<name>/<time>/``).
+      preset: ``"quick"``, ``"full"`` (the defaults) or ``"custom"``; stored in the metrics.
+    """
+    name = experiment_name(module)
     workdir = out if out is not None else new_run_dir(name)
     workdir.mkdir(parents=True, exist_ok=True)
     write_json(workdir / "config.json", dataclasses.asdict(config))
     start = time.perf_counter()
     metrics = module.run(config, workdir)
     metrics["seconds"] = time.perf_counter() - start
+    metrics["preset"] = preset
     metrics.setdefault("checks", [])
     write_json(workdir / "metrics.json", metrics)
     return metrics, workdir
@@ -210,11 +259,14 @@ def main(module_name: str, argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    name = pathlib.Path(module.__file__).stem
-    metrics, workdir = run_experiment(module, config, out)
-    print(format_checks(name, metrics["checks"]))
+    quick = "--quick" in argv
+    overridden = any(a.startswith("--") and a.split("=", 1)[0] != "--out" and a != "--quick"
+                     for a in argv)
+    preset = "custom" if overridden else ("quick" if quick else "full")
+    metrics, workdir = run_experiment(module, config, out, preset=preset)
+    print(format_checks(experiment_name(module), metrics["checks"]))
     print(f"results in {workdir} ({metrics['seconds']:.1f} s)")
-    return 0 if all(c["passed"] for c in metrics["checks"]) else 1
+    return 1 if failed(metrics["checks"]) else 0
 
 
 def discover() -> list[str]:

@@ -155,8 +155,9 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
         "compile_s": compile_s,
         "max_energy_imbalance": float(balance.max()),
     }
-    print(f"{rate:.0f} showers/s; points/layer {np.round(counts.mean(0), 2)}; "
-          f"kept {kept.mean():.3f}", flush=True)
+    speed = f"{rate:.0f} showers/s; " if config.throughput_showers else ""
+    print(f"{speed}points/layer {np.round(counts.mean(0), 2)}; kept {kept.mean():.3f}",
+          flush=True)
     checks = []
     ref = _reference_module() if config.n_reference else None
     if ref is not None:

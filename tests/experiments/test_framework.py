@@ -1,7 +1,12 @@
 """The experiment framework: configs, CLI parsing, run directories, registry, runner."""
 
 import dataclasses
+import html.parser
 import json
+import os
+import pathlib
+import subprocess
+import sys
 import types
 
 import pytest
@@ -33,9 +38,20 @@ def _module():
     mod.__file__ = "experiments/fake.py"
 
     def run(config, workdir=None):
+        if workdir is not None:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            fig = plt.figure(figsize=(1, 1))
+            fig.savefig(workdir / "value.png")
+            plt.close(fig)
         return {"value": config.n * config.rate,
                 "checks": [experiments.check("value is positive", config.n * config.rate,
-                                             config.n * config.rate > 0)]}
+                                             config.n * config.rate > 0, paper=">0"),
+                           experiments.not_checked("value is large", "needs n > 1e6",
+                                                   config.n)]}
 
     mod.run = run
     return mod
@@ -109,6 +125,73 @@ def test_reproduce_writes_summary(tmp_path, monkeypatch):
     summary = (tmp_path / "reproduce").glob("*/summary.md")
     text = next(summary).read_text()
     assert "| fake | value is positive | 1 | PASS |" in text
+    # A claim the preset cannot test is shown as such and never counted as passed.
+    assert "| fake | value is large | 2 | NOT CHECKED (needs n > 1e6) |" in text
+    assert "1 of 2 checks passed, 1 not checked at this preset" in text
+
+
+class _Refs(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs, self.imgs, self.ids = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a" and not attrs["href"].startswith(("http", "#")):
+            self.hrefs.append(attrs["href"])
+        if tag == "img":
+            self.imgs.append(attrs["src"])
+        if "id" in attrs:
+            self.ids.append(attrs["id"])
+
+
+def test_reproduce_html_report_references_existing_figures(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "new_run_dir", lambda name: fw.new_run_dir(name, tmp_path))
+    for name in ("fake", "fake2"):
+        monkeypatch.setitem(sys.modules, f"experiments.{name}", _module())
+    _, root = reproduce.reproduce(["fake", "fake2"])
+    refs = _Refs()
+    refs.feed((pathlib.Path(root) / "summary.html").read_text())
+    assert set(refs.ids) == {"fake", "fake2"}  # every experiment of the run has a section
+    assert len(refs.hrefs) == 2 and len(refs.imgs) == 2
+    for href in refs.hrefs:
+        assert (pathlib.Path(root) / href).is_file(), href
+    assert all(src.startswith("data:image/png;base64,") for src in refs.imgs)  # self-contained
+
+
+def test_headline_is_the_wall_time_not_the_sum_over_rows():
+    rows = [{"claim": c, "measured": 1, "passed": True, "seconds": 100.0} for c in "abc"]
+    assert reproduce.headline(rows, 120.0) == "3 of 3 checks passed; wall time 120 s."
+
+
+def test_full_preset_writes_results_md(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "new_run_dir", lambda name: fw.new_run_dir(name, tmp_path))
+    monkeypatch.setattr(reproduce, "discover", lambda: ["fake", "other"])
+    monkeypatch.setitem(sys.modules, "experiments.fake", _module())
+    results = tmp_path / "RESULTS.md"
+    rows, _ = reproduce.reproduce(["fake"], preset="full", results=results)
+    assert rows[0]["measured"] == 5.0  # the defaults (n = 10), not the quick preset
+    text = results.read_text()
+    assert "| value is positive | >0 | 5 | PASS |" in text
+    assert "Not yet run at the full preset: `other`." in text
+    assert reproduce.git_commit() in text
+    assert json.loads(results.with_suffix(".json").read_text())["fake"]["seconds"] >= 0
+
+
+def test_experiment_cli_writes_runs_named_after_the_experiment(tmp_path):
+    """`python -m experiments.<name>` as the README writes it (``__name__`` is __main__)."""
+    root = pathlib.Path(__file__).parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    # The shower simulator compiles in about a second at this size: the cheapest CLI run.
+    cmd = [sys.executable, "-m", "experiments.showers", "--quick", "--n_showers=500",
+           "--n_reference=0", "--throughput_showers=0"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = (tmp_path / "runs" / "showers").iterdir()
+    assert not (tmp_path / "runs" / "__main__").exists()
+    assert json.loads((run / "metrics.json").read_text())["preset"] == "custom"
+    assert "== showers ==" in proc.stdout
 
 
 def test_reproduce_reports_a_crashing_experiment(tmp_path, monkeypatch):
