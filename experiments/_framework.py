@@ -63,6 +63,7 @@ def not_checked(claim: str, reason: str, measured: Any = "-", *, paper: Any = No
       reason: why this preset cannot test it (and which preset does).
       measured: what was measured anyway, for information.
       paper: the paper's own figure, as for ``check``.
+      **details: extra values stored with the row.
     """
     row = check(claim, measured, False, paper=paper, reason=reason, **details)
     row["status"] = NOT_CHECKED
