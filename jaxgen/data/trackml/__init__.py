@@ -8,7 +8,7 @@ is the challenge's real geometry (see ``DATA.md``). The score lives in
 Example:
   >>> import jax
   >>> from jaxgen.data import trackml
-  >>> ev = trackml.simulate_event(jax.random.key(0), trackml.SimConfig(n_particles=50))
+  >>> ev = trackml.simulate_event(jax.random.key(0), trackml.SimConfig(n_particles=20, n_noise=0))
   >>> sorted(ev._fields)
   ['cells', 'event_id', 'hits', 'particles', 'truth']
 """

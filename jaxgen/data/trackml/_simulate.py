@@ -802,7 +802,7 @@ def simulate_event(key: jax.Array, config: SimConfig = SimConfig(), *, event_id:
     Example:
       >>> import jax
       >>> from jaxgen.data.trackml import SimConfig, simulate_event
-      >>> ev = simulate_event(jax.random.key(0), SimConfig(n_particles=50, n_noise=10))
+      >>> ev = simulate_event(jax.random.key(0), SimConfig(n_particles=20, n_noise=0))
       >>> int(ev.hits.hit_id[0])
       1
     """
