@@ -14,7 +14,8 @@ an ``OSError``, ``EOFError``, ``UnicodeDecodeError``, ``KeyError`` or a silent m
 - ``open_hdf5(path)`` and ``read_dataset(f, path, name, ...)``: an HDF5 file and one
   dataset, checked for presence, rank, shape, dtype kind, rows and finite values.
 
-Messages read ``<file>: <table or dataset>: <problem>`` (see ``file_error``).
+Messages read ``<file>: <problem>``, or ``<file>: <dataset>: <problem>`` for a dataset of
+a file that holds several (see ``file_error``).
 
 Example (a reader of a new format):
 
@@ -121,30 +122,29 @@ def parse_csv(
       table: what the table is (for messages), e.g. ``"hits"``.
 
     Raises:
-      ValueError: naming the file and the table, for an empty file, a missing or
+      ValueError: naming the file, for an empty file, a missing or
         duplicated column, a row with a different number of fields, too few rows, an
         unparsable or non-finite value.
     """
     lines = text.splitlines()
     if not lines or not lines[0].strip():
-        raise file_error(path, "the file is empty (no header line)", part=table)
+        raise file_error(path, f"the file is empty (no header line of the {table} table)")
     names = [h.strip() for h in lines[0].split(",")]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise file_error(path, f"duplicated column(s) {dup} in the header", part=table)
+        raise file_error(path, f"duplicated column(s) {dup} in the header")
     missing = [c for c in columns if c not in names and c not in optional]
     if missing:
-        raise file_error(path, f"missing column(s) {missing}; header is {names}", part=table)
+        raise file_error(path, f"missing column(s) {missing}; header is {names}")
     rows = [(i + 2, line) for i, line in enumerate(lines[1:]) if line.strip()]
     width = len(names)
     for lineno, line in rows:
         n = line.count(",") + 1
         if n != width:
-            raise file_error(path, f"line {lineno} has {n} fields, the header has {width}",
-                             part=table)
+            raise file_error(path, f"line {lineno} has {n} fields, the header has {width}")
     if len(rows) < min_rows:
-        raise file_error(path, f"{len(rows)} data row(s); the format requires at least "
-                         f"{min_rows}", part=table)
+        raise file_error(path, f"the {table} table has {len(rows)} data row(s); the "
+                         f"format requires at least {min_rows}")
     use = [c for c in columns if c in names]
     dtype = np.dtype([(c, np.dtype(columns[c])) for c in use])
     if rows:
@@ -155,8 +155,7 @@ def parse_csv(
                                   delimiter=",", dtype=dtype,
                                   usecols=[names.index(c) for c in use], ndmin=1)
         except (ValueError, Warning) as e:
-            raise file_error(path, f"cannot parse the {table} table: {e}", part=table
-                             ) from None
+            raise file_error(path, f"cannot parse the {table} table: {e}") from None
     else:
         data = np.zeros(0, dtype)
     out: dict[str, np.ndarray | None] = {c: np.ascontiguousarray(data[c]) for c in use}

@@ -6,6 +6,7 @@ damages a copy and reads it.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,7 +108,7 @@ def test_damaged_hdf5_content_is_named(good_file, tmp_path, case):
     shutil.copy(good_file, path)
     with h5py.File(path, "r+") as f:
         damage(f)
-    with pytest.raises(ValueError, match=f"{path}: {match}"):
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {match}"):
         S.read_hdf5(path)
 
 
@@ -124,12 +125,12 @@ def test_damaged_hdf5_file_is_named(good_file, tmp_path, case):
     damage, match = BYTE_CASES[case]
     path = tmp_path / "bad.h5"
     path.write_bytes(damage(good_file.read_bytes()))
-    with pytest.raises(ValueError, match=f"{path}: {match}"):
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {match}"):
         S.read_hdf5(path)
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(ValueError, match=f"{tmp_path / 'nope.h5'}: no such file"):
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'nope.h5'}: no such file")):
         S.read_hdf5(tmp_path / "nope.h5")
 
 
