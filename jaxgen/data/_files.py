@@ -126,33 +126,35 @@ def parse_csv(
         duplicated column, a row with a different number of fields, too few rows, an
         unparsable or non-finite value.
     """
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
+    raw = text.encode()
+    header, newline, body = raw.partition(b"\n")
+    if not header.strip():
         raise file_error(path, f"the file is empty (no header line of the {table} table)")
-    names = [h.strip() for h in lines[0].split(",")]
+    names = [h.strip() for h in header.decode().split(",")]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise file_error(path, f"duplicated column(s) {dup} in the header")
     missing = [c for c in columns if c not in names and c not in optional]
     if missing:
         raise file_error(path, f"missing column(s) {missing}; header is {names}")
-    rows = [(i + 2, line) for i, line in enumerate(lines[1:]) if line.strip()]
     width = len(names)
-    for lineno, line in rows:
-        n = line.count(",") + 1
-        if n != width:
-            raise file_error(path, f"line {lineno} has {n} fields, the header has {width}")
-    if len(rows) < min_rows:
-        raise file_error(path, f"the {table} table has {len(rows)} data row(s); the "
+    fields, blank = _fields_per_line(body)
+    n_rows = int((~blank).sum())
+    bad = np.flatnonzero(~blank & (fields != width))
+    if bad.size:
+        i = int(bad[0])
+        raise file_error(path, f"line {i + 2} has {int(fields[i])} fields, the header has "
+                         f"{width}")
+    if n_rows < min_rows:
+        raise file_error(path, f"the {table} table has {n_rows} data row(s); the "
                          f"format requires at least {min_rows}")
     use = [c for c in columns if c in names]
     dtype = np.dtype([(c, np.dtype(columns[c])) for c in use])
-    if rows:
+    if n_rows:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # e.g. integer overflow: a bad value
-                data = np.loadtxt(io.StringIO("\n".join(line for _, line in rows)),
-                                  delimiter=",", dtype=dtype,
+                data = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=dtype, comments=None,
                                   usecols=[names.index(c) for c in use], ndmin=1)
         except (ValueError, Warning) as e:
             raise file_error(path, f"cannot parse the {table} table: {e}") from None
@@ -164,6 +166,22 @@ def parse_csv(
     for c in finite:
         check_finite(path, out[c], part=f"{table} column `{c}`")
     return out
+
+
+def _fields_per_line(body: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Fields (commas + 1) and blankness of every line of ``body``, vectorised."""
+    buf = np.frombuffer(body, np.uint8)
+    ends = np.flatnonzero(buf == ord("\n"))
+    if buf.size and buf[-1] != ord("\n"):
+        ends = np.append(ends, buf.size)
+    if not ends.size:
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    commas = np.concatenate([[0], np.cumsum(buf == ord(","))])
+    visible = np.concatenate([[0], np.cumsum(buf > ord(" "))])
+    fields = commas[ends] - commas[starts] + 1
+    blank = visible[ends] == visible[starts]
+    return fields, blank
 
 
 def check_finite(path: str | os.PathLike, a: np.ndarray | None, *, part: str) -> None:
