@@ -129,6 +129,18 @@ def test_damaged_hdf5_file_is_named(good_file, tmp_path, case):
         S.read_hdf5(path)
 
 
+def test_flipped_byte_in_a_dataset_fails_its_checksum(good_file, tmp_path):
+    path = tmp_path / "bad.h5"
+    shutil.copy(good_file, path)
+    with h5py.File(path, "r") as f:
+        offset = f["escaped"].id.get_chunk_info(0).byte_offset
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: escaped: cannot be read"):
+        S.read_hdf5(path)
+
+
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'nope.h5'}: no such file")):
         S.read_hdf5(tmp_path / "nope.h5")

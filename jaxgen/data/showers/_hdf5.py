@@ -56,7 +56,8 @@ def _append(f: h5py.File, arrays: dict[str, np.ndarray]) -> None:
             maxshape = (None, *a.shape[1:])
             if name == "points":
                 maxshape = (None, a.shape[1], None, 3)
-            f.create_dataset(name, data=a, maxshape=maxshape, chunks=True)
+            # Fletcher-32 checksums per chunk: damaged bytes fail the read, not pass silently.
+            f.create_dataset(name, data=a, maxshape=maxshape, chunks=True, fletcher32=True)
             continue
         d = f[name]
         if name == "points" and a.shape[2] != d.shape[2]:  # a chunk needed more points
