@@ -462,7 +462,9 @@ def fit(
 
     Raises:
       ValueError: for inconsistent shapes, non-finite data, a loss that is not per
-        example, or a batch larger than the training set.
+        example, a batch larger than the training set, or a ``checkpoint_dir`` of
+        another run, with a damaged ``fit_config.json`` or without a step that restores
+        (a damaged newest step is skipped with a warning: see ``jaxgen.train.checkpoint``).
     """
     config = FitConfig() if config is None else config
     return _run(
