@@ -122,7 +122,10 @@ CASES = sorted({(p, h) for p in ("data file", "tree metadata") for h in HOWS}
 def test_damaged_latest_step_falls_back_to_the_previous_one(reference, tmp_path, part, how):
     x, full, killed = reference
     directory = _copy(killed, tmp_path)
-    target = sorted((directory / "state" / "3").glob(PARTS[part]))[0]
+    matches = sorted((directory / "state" / "3").glob(PARTS[part]))
+    if not matches:  # the layout of orbax-checkpoint 0.12.8; a later one may differ
+        pytest.skip(f"this orbax version writes no {PARTS[part]}")
+    target = matches[0]
     _damage(target, how)
     with pytest.warns(RuntimeWarning) as record:
         res = _resume(x, directory)
