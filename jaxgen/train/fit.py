@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
-import pathlib
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +30,7 @@ import tqdm.auto as tqdm
 
 from jaxgen._checks import check_array
 from jaxgen._checks import leading_size
+from jaxgen.train.checkpoint import Checkpointer
 from jaxgen.train.compiler import compiler_options
 from jaxgen.train.config import FitConfig
 from jaxgen.train.config import make_optimizer
@@ -231,41 +230,6 @@ def _split_validation(data, weights, val_fraction, key):
     )
 
 
-class _Checkpointer:
-    """Orbax checkpoints of the whole training loop state, keyed by completed epochs."""
-
-    def __init__(self, directory: str, config: FitConfig, fingerprint: dict):
-        import orbax.checkpoint as ocp
-
-        self._ocp = ocp
-        path = pathlib.Path(directory).absolute()
-        path.mkdir(parents=True, exist_ok=True)
-        meta_path = path / "fit_config.json"
-        meta = json.dumps(fingerprint, sort_keys=True, default=str)
-        if meta_path.exists() and meta_path.read_text() != meta:
-            raise ValueError(
-                f"`checkpoint_dir` {path} holds a run with a different configuration; "
-                "use a new directory."
-            )
-        if not meta_path.exists():
-            from jaxgen.io import atomic_open
-
-            with atomic_open(meta_path) as f:
-                f.write(meta)
-        options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
-        self.manager = ocp.CheckpointManager(path / "state", options=options)
-
-    def latest(self) -> int | None:
-        return self.manager.latest_step()
-
-    def save(self, epochs_done: int, loop: dict) -> None:
-        self.manager.save(epochs_done, args=self._ocp.args.StandardSave(loop))
-        self.manager.wait_until_finished()
-
-    def restore(self, epochs_done: int, template: dict) -> dict:
-        return self.manager.restore(epochs_done, args=self._ocp.args.StandardRestore(template))
-
-
 def _run(
     loss_fn: LossFn,
     params: Params,
@@ -381,11 +345,10 @@ def _run(
             "n_train": n_train,
             "ensemble_size": ensemble_size,
         }
-        ckpt = _Checkpointer(config.checkpoint_dir, config, fingerprint)
-        latest = ckpt.latest()
-        if latest is not None:
-            loop = ckpt.restore(latest, loop)
-            start = latest
+        ckpt = Checkpointer(config.checkpoint_dir, fingerprint)
+        restored = ckpt.restore_latest(loop)
+        if restored is not None:
+            start, loop = restored
 
     if ensemble:
         member_keys = jax.random.split(key_train, ensemble_size)
@@ -499,7 +462,9 @@ def fit(
 
     Raises:
       ValueError: for inconsistent shapes, non-finite data, a loss that is not per
-        example, or a batch larger than the training set.
+        example, a batch larger than the training set, or a ``checkpoint_dir`` of
+        another run, with a damaged ``fit_config.json`` or without a step that restores
+        (a damaged newest step is skipped with a warning: see ``jaxgen.train.checkpoint``).
     """
     config = FitConfig() if config is None else config
     return _run(

@@ -4,42 +4,38 @@ Datasets: ``layer_0..L-1`` (n, nx, ny) float32 MeV, ``energy`` (n, 1) GeV, ``ove
 (n, L) MeV (read-out energy outside each grid), ``points`` (n, L, max_points, 3),
 ``counts`` (n, L) int32, ``escaped`` and ``unread`` (n,) GeV. The file's attributes hold
 the configuration (JSON), the number of showers simulated and kept, and the key's seed
-index. Files are written to a temporary name and renamed when complete.
+index. Files are written to a temporary name and renamed when complete (``jaxgen.io``);
+the reader checks this schema (``jaxgen.data._files``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import pathlib
-import tempfile
 from collections.abc import Iterator
 
 import h5py
 import jax
 import numpy as np
 
+from jaxgen.data._files import file_error
+from jaxgen.data._files import open_hdf5
+from jaxgen.data._files import read_dataset
 from jaxgen.data.showers._config import ShowerConfig
 from jaxgen.data.showers._grids import to_grids
 from jaxgen.data.showers._simulate import Showers
 from jaxgen.data.showers._simulate import simulate
+from jaxgen.io import atomic_path
 
 
 @contextlib.contextmanager
 def _atomic_h5(path: pathlib.Path) -> Iterator[h5py.File]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        yield f
 
 
 def _arrays(showers: Showers, config: ShowerConfig, keep: np.ndarray) -> dict[str, np.ndarray]:
@@ -60,7 +56,8 @@ def _append(f: h5py.File, arrays: dict[str, np.ndarray]) -> None:
             maxshape = (None, *a.shape[1:])
             if name == "points":
                 maxshape = (None, a.shape[1], None, 3)
-            f.create_dataset(name, data=a, maxshape=maxshape, chunks=True)
+            # Fletcher-32 checksums per chunk: damaged bytes fail the read, not pass silently.
+            f.create_dataset(name, data=a, maxshape=maxshape, chunks=True, fletcher32=True)
             continue
         d = f[name]
         if name == "points" and a.shape[2] != d.shape[2]:  # a chunk needed more points
@@ -150,29 +147,77 @@ def generate_hdf5(
 
 
 def read_hdf5(path: str | os.PathLike) -> tuple[Showers, dict[str, np.ndarray], dict]:
-    """Reads a file written by ``write_hdf5`` or ``generate_hdf5``.
+    """Reads a file written by ``write_hdf5`` or ``generate_hdf5``, checking its schema.
+
+    The configuration attribute fixes the layers and grids; every dataset must be there
+    with its dtype kind and a shape that agrees with the configuration and with the
+    number of showers ``n`` (rows of ``energy``); float data must be finite and counts
+    non-negative. Other datasets are ignored.
 
     Returns:
       ``(showers, grids, attrs)``: the ``Showers`` (numpy arrays; mask rebuilt from the
       counts), a dict with ``layer_k``, ``energy`` and ``overflow``, and the attributes
       (with ``config`` as a ``ShowerConfig``).
+
+    Raises:
+      ValueError: naming the file, the dataset and the problem, for a missing, empty,
+        truncated or non-HDF5 file, a missing or unreadable ``config``, unknown or
+        invalid configuration fields, and missing datasets, wrong dtypes or shapes.
     """
-    with h5py.File(path, "r") as f:
-        data = {k: f[k][...] for k in f}
+    with open_hdf5(path) as f:
         attrs = dict(f.attrs)
-    cfg = json.loads(attrs["config"])
-    attrs["config"] = ShowerConfig(**{
-        k: _tuples(v) for k, v in cfg.items()
-    })
-    counts = data["counts"]
-    p = data["points"].shape[2]
+        config = _read_config(path, attrs)
+        n_layers = len(config.grid_bins)
+        read = functools.partial(read_dataset, f, path)
+        energy = read("energy", kind="f", shape=(None, 1))
+        n = energy.shape[0]
+        grids = {
+            f"layer_{k}": read(f"layer_{k}", kind="f", shape=(n, *bins))
+            for k, bins in enumerate(config.grid_bins)
+        }
+        extra = sorted(k for k in f if k.startswith("layer_") and k not in grids)
+        if extra:
+            raise file_error(path, f"the configuration has {n_layers} layer(s) but the file "
+                             f"also holds {extra}", part="config")
+        overflow = read("overflow", kind="f", shape=(n, n_layers))
+        points = read("points", kind="f", shape=(n, n_layers, None, 3))
+        counts = read("counts", kind="iu", shape=(n, n_layers))
+        escaped = read("escaped", kind="f", shape=(n,))
+        unread = read("unread", kind="f", shape=(n,))
+    if (counts < 0).any():
+        raise file_error(path, "negative point counts", part="counts")
+    if "n_kept" in attrs and int(attrs["n_kept"]) != n:
+        raise file_error(path, f"the file holds {n} showers but its attribute says "
+                         f"{int(attrs['n_kept'])} were written", part="n_kept")
+    attrs["config"] = config
+    p = points.shape[2]
     mask = np.arange(p) < np.minimum(counts, p)[..., None]
-    showers = Showers(data["points"], mask, counts, data["energy"][:, 0], data["escaped"],
-                      data["unread"])
-    grids = {k: v for k, v in data.items() if k.startswith("layer_")}
-    grids["energy"] = data["energy"]
-    grids["overflow"] = data["overflow"]
+    showers = Showers(points, mask, counts, energy[:, 0], escaped, unread)
+    grids["energy"] = energy
+    grids["overflow"] = overflow
     return showers, grids, attrs
+
+
+def _read_config(path: str | os.PathLike, attrs: dict) -> ShowerConfig:
+    if "config" not in attrs:
+        raise file_error(path, "the attribute is missing", part="config")
+    try:
+        raw = attrs["config"]
+        cfg = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (TypeError, ValueError, UnicodeDecodeError) as e:
+        raise file_error(path, f"the attribute is not JSON ({e})", part="config") from None
+    if not isinstance(cfg, dict):
+        raise file_error(path, f"the attribute is not a JSON object; got {cfg!r:.80}",
+                         part="config")
+    fields = {fl.name for fl in dataclasses.fields(ShowerConfig)}
+    unknown = sorted(set(cfg) - fields)
+    if unknown:
+        raise file_error(path, f"unknown field(s) {unknown}; a ShowerConfig has "
+                         f"{sorted(fields)}", part="config")
+    try:
+        return ShowerConfig(**{k: _tuples(v) for k, v in cfg.items()})
+    except (TypeError, ValueError) as e:
+        raise file_error(path, f"invalid configuration: {e}", part="config") from None
 
 
 def _tuples(v: object) -> object:

@@ -15,7 +15,6 @@ Writing uses the shortest text that reads back to the same ``float32``, so
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import pathlib
 import re
@@ -25,6 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxgen.data._files import parse_csv
+from jaxgen.data._files import read_text
 from jaxgen.io import atomic_open
 
 PARTS = ("hits", "cells", "particles", "truth")
@@ -127,18 +128,12 @@ _TYPES = {"hits": Hits, "cells": Cells, "particles": Particles, "truth": Truth,
 _EVENT_RE = re.compile(r"event(\d{9})-([a-z]+)\.csv(\.gz)?$")
 
 
-def _open_text(path: pathlib.Path) -> bytes:
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    return raw
-
-
 def read_table(path: str | os.PathLike, kind: str) -> NamedTuple:
     """Reads one CSV table (plain or gzip) of the given kind into typed arrays.
 
-    Columns are matched by their header names (any order; unknown columns are ignored).
+    Columns are matched by their header names (any order; unknown columns are ignored),
+    every row must have as many fields as the header, and a table needs at least one row
+    (an event has hits, each with truth and cells; a submission assigns its hits).
 
     Args:
       path: the file.
@@ -148,38 +143,21 @@ def read_table(path: str | os.PathLike, kind: str) -> NamedTuple:
       The table's ``NamedTuple`` of 1-D arrays.
 
     Raises:
-      ValueError: naming the file, for a missing column, an unparsable value, a
-        duplicated id or non-finite coordinates.
+      ValueError: naming the file, for a truncated or damaged gzip stream, a file that is
+        not text, an empty table, a missing column, a row of another width, an
+        unparsable value, a duplicated id or non-finite coordinates.
     """
     if kind not in SCHEMAS:
         raise ValueError(f"`kind` must be one of {sorted(SCHEMAS)}; got {kind!r}.")
     path = pathlib.Path(path)
-    raw = _open_text(path)
-    header, _, body = raw.partition(b"\n")
-    names = [h.strip() for h in header.decode().strip().split(",")]
-    schema = SCHEMAS[kind]
-    optional = _OPTIONAL.get(kind, ())
-    missing = [c for c in schema if c not in names and c not in optional]
-    if missing:
-        raise ValueError(f"{path.name}: missing column(s) {missing}; header is {names}.")
-    use = [c for c in schema if c in names]
-    dtype = np.dtype([(c, schema[c]) for c in use])
-    try:
-        data = np.loadtxt(
-            io.BytesIO(body), delimiter=",", dtype=dtype, usecols=[names.index(c) for c in use],
-            ndmin=1,
-        )
-    except ValueError as e:
-        raise ValueError(f"{path.name}: cannot parse the {kind} table: {e}") from None
-    cols = {c: np.ascontiguousarray(data[c]) for c in use}
-    for c in optional:
-        cols.setdefault(c, None)
+    cols = parse_csv(path, read_text(path), SCHEMAS[kind], optional=_OPTIONAL.get(kind, ()),
+                     min_rows=1, table=kind)
     table = _TYPES[kind](**cols)
-    _validate_table(path.name, kind, table)
+    _validate_table(path, kind, table)
     return table
 
 
-def _validate_table(name: str, kind: str, table: NamedTuple) -> None:
+def _validate_table(name: str | os.PathLike, kind: str, table: NamedTuple) -> None:
     for c in _FINITE.get(kind, ()):
         bad = ~np.isfinite(getattr(table, c))
         if bad.any():

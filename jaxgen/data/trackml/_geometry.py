@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from jaxgen.data.trackml._event import _open_text
+from jaxgen.data._files import parse_csv
+from jaxgen.data._files import read_text
 from jaxgen.data.trackml._event import write_table
 
 DETECTOR_COLUMNS = (
@@ -71,25 +72,14 @@ def read_detector(path: str | os.PathLike | None = None) -> Detector:
     """Reads ``detectors.csv`` (plain or gzip); default: the packaged real geometry.
 
     Raises:
-      ValueError: naming the file, for missing columns, unparsable or non-finite values,
+      ValueError: naming the file, for a damaged or empty file, missing columns, rows of
+        another width, unparsable or non-finite values,
         duplicated module ids or impossible sizes (thickness, half-lengths, pitches <= 0).
     """
     path = default_detector_path() if path is None else pathlib.Path(path)
-    raw = _open_text(path)
-    header, _, body = raw.partition(b"\n")
-    names = [h.strip() for h in header.decode().strip().split(",")]
-    missing = [c for c in DETECTOR_COLUMNS if c not in names]
-    if missing:
-        raise ValueError(f"{path.name}: missing column(s) {missing}.")
-    import io
-
-    try:
-        a = np.loadtxt(io.BytesIO(body), delimiter=",", ndmin=2,
-                       usecols=[names.index(c) for c in DETECTOR_COLUMNS])
-    except ValueError as e:
-        raise ValueError(f"{path.name}: cannot parse the detector table: {e}") from None
-    if not np.isfinite(a).all():
-        raise ValueError(f"{path.name}: non-finite values.")
+    cols = parse_csv(path, read_text(path), dict.fromkeys(DETECTOR_COLUMNS, np.float64),
+                     finite=DETECTOR_COLUMNS, table="detector")
+    a = np.stack([cols[c] for c in DETECTOR_COLUMNS], axis=1)
     order = np.lexsort((a[:, 2], a[:, 1], a[:, 0]))
     a = a[order]
     ids = a[:, :3].astype(np.int64)
