@@ -282,7 +282,7 @@ def fit(
     grid_size: int = 9,
     max_evaluations: int = 18,
     objective: str = "divergence",
-    shrink: float = 0.5,
+    shrink: float = 0.35,
     model: nn.Module | None = None,
     config: FitConfig = SRGN_FIT_CONFIG,
 ) -> SRGNFit:
@@ -311,7 +311,9 @@ def fit(
         ``max_evaluations // grid_size^p`` zoomed scans (0: coarse scan only).
       objective: ``"divergence"`` (default) or ``"auc"`` (the paper's); see
         ``auc_scan``.
-      shrink: ratio of the widths of consecutive zoomed scans, in (0, 1].
+      shrink: ratio of the widths of consecutive zoomed scans, in (0, 1]. On the exact
+        Jensen-Shannon divergence of Gaussians (5-point lattices, 2 zooms) 0.35 leaves a
+        surrogate bias in sigma below 0.01 where 0.5 leaves up to 0.017.
       model: detector-level logit network.
       config: its training settings.
 
