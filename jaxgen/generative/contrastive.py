@@ -55,10 +55,11 @@ def nt_xent_loss(z1: jax.Array, z2: jax.Array, temperature: float = 0.5) -> jax.
       averaged over the ``2N`` views.
 
     Raises:
-      ValueError: if the shapes differ, ``N < 2`` or ``temperature <= 0``.
+      ValueError: if the shapes differ, ``N < 2``, ``temperature <= 0`` or (outside
+        ``jit``, where values are known) an input holds NaN or inf.
     """
-    check_array("z1", z1, ndim=2, finite=False)
-    check_array("z2", z2, ndim=2, finite=False)
+    check_array("z1", z1, ndim=2)
+    check_array("z2", z2, ndim=2)
     if z1.shape != z2.shape:
         raise ValueError(f"`z1` and `z2` must have the same shape; got {z1.shape} and {z2.shape}.")
     if z1.shape[0] < 2:

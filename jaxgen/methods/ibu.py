@@ -111,6 +111,9 @@ def ibu(
     ne, nc = response.shape
     if data.shape[0] != ne:
         raise ValueError(f"`data` must have {ne} bins (rows of `response`); got {data.shape}.")
+    if bool(jnp.any(data < 0)):
+        raise ValueError("`data` must be non-negative counts (clip a background-subtracted "
+                         f"spectrum at 0); got minimum {float(jnp.min(data))}.")
     if bool(jnp.any(response < 0)):
         raise ValueError("`response` must be non-negative.")
     eff = jnp.sum(response, 0) if efficiencies is None else jnp.asarray(efficiencies, jnp.float32)

@@ -100,6 +100,8 @@ def test_nt_xent_vmap_equals_loop():
         ((jnp.ones((1, 3)), jnp.ones((1, 3)), 0.5), "at least 2"),
         ((jnp.ones((4, 3)), jnp.ones((4, 3)), 0.0), "temperature"),
         ((jnp.ones((4,)), jnp.ones((4,)), 0.5), "z1"),
+        ((jnp.ones((4, 3)).at[1, 2].set(jnp.nan), jnp.ones((4, 3)), 0.5), "`z1` contains NaN"),
+        ((jnp.ones((4, 3)), jnp.ones((4, 3)).at[0, 0].set(jnp.inf), 0.5), "`z2` contains NaN"),
     ],
 )
 def test_nt_xent_errors(args, match):

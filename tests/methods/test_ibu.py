@@ -58,6 +58,7 @@ R = jnp.eye(2)
             "efficiencies",
         ),
         ({"data": jnp.array([1.0, jnp.nan]), "response": R}, "NaN"),
+        ({"data": jnp.array([1.0, -0.5]), "response": R}, "`data` must be non-negative"),
     ],
 )
 def test_errors(kwargs, match):
