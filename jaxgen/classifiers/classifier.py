@@ -207,6 +207,12 @@ def likelihood_ratio_weights(
 
     Raises:
       ValueError: for non-finite logits or ``clip`` with ``low > high`` or ``low < 0``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxgen.classifiers import likelihood_ratio_weights
+      >>> likelihood_ratio_weights(jnp.log(jnp.array([1.0, 3.0])), normalize=False)  # f/(1-f)
+      Array([1., 3.], dtype=float32)
     """
     logits = jnp.asarray(logits, jnp.float32)
     check_array("logits", logits, ndim=(1, 2))
@@ -315,6 +321,21 @@ def train_classifier(
     Raises:
       ValueError: for inconsistent shapes, non-finite inputs or weights, a class with
         non-positive total weight, or a warm start of the wrong kind.
+
+    Example:
+      >>> import jax
+      >>> from jaxgen.classifiers import (classifier_logits, likelihood_ratio_weights,
+      ...                                 mlp_classifier, train_classifier)
+      >>> from jaxgen.train import FitConfig
+      >>> k0, k1, k2 = jax.random.split(jax.random.key(0), 3)
+      >>> x0 = jax.random.normal(k0, (2000, 1))            # N(0, 1)
+      >>> x1 = jax.random.normal(k1, (2000, 1)) + 0.5      # N(0.5, 1)
+      >>> clf, result = train_classifier(k2, x0, x1, model=mlp_classifier((16,)),
+      ...                                config=FitConfig(epochs=3, batch_size=200,
+      ...                                                 progress=False))
+      >>> w = likelihood_ratio_weights(classifier_logits(clf, x0))   # p1/p0 on x0
+      >>> w.shape
+      (2000,)
     """
     config = DEFAULT_FIT_CONFIG if config is None else config
     x0 = as_events("x0", x0)

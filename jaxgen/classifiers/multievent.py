@@ -76,6 +76,15 @@ def deep_sets_classifier(
 
     Returns:
       A ``DeepSets`` module mapping ``(n_sets, set_size, d)`` to ``(n_sets, 1)``.
+
+    Example:
+      >>> import jax
+      >>> from jaxgen.classifiers import deep_sets_classifier, make_sets
+      >>> sets = make_sets(jax.random.normal(jax.random.key(0), (40, 2)), set_size=4)
+      >>> model = deep_sets_classifier((8,), (8,))
+      >>> params = model.init(jax.random.key(1), sets)
+      >>> sets.shape, model.apply(params, sets).shape      # one logit per set of 4 events
+      ((10, 4, 2), (10, 1))
     """
     return DeepSets(tuple(phi_features), tuple(rho_features) + (1,), pooling="sum")
 

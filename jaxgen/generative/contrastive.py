@@ -57,6 +57,14 @@ def nt_xent_loss(z1: jax.Array, z2: jax.Array, temperature: float = 0.5) -> jax.
     Raises:
       ValueError: if the shapes differ, ``N < 2``, ``temperature <= 0`` or (outside
         ``jit``, where values are known) an input holds NaN or inf.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxgen.generative import nt_xent_loss
+      >>> z = jnp.eye(4)                                   # 4 orthogonal views
+      >>> loss = nt_xent_loss(z, z, temperature=1.0)       # partner sim 1, negatives 0
+      >>> bool(jnp.allclose(loss, jnp.log(jnp.e + 6.0) - 1.0))
+      True
     """
     check_array("z1", z1, ndim=2)
     check_array("z2", z2, ndim=2)
@@ -164,6 +172,19 @@ def train_encoder(
 
     Raises:
       ValueError: for a non-finite ``x`` or fewer than two examples.
+
+    Example:
+      >>> import jax
+      >>> from jaxgen.generative import ContrastiveEncoder, embed, train_encoder
+      >>> from jaxgen.generative import vector_augment
+      >>> from jaxgen.train import FitConfig
+      >>> x = jax.random.normal(jax.random.key(0), (256, 4))
+      >>> model = train_encoder(jax.random.key(1), x, augment=vector_augment(jitter=0.1),
+      ...                       module=ContrastiveEncoder(features=(16, 8),
+      ...                                                 projection=(8,)),
+      ...                       config=FitConfig(epochs=1, batch_size=64, progress=False))
+      >>> embed(model, x).shape
+      (256, 8)
     """
     x = jnp.asarray(x, jnp.float32)
     check_array("x", x, ndim=(2, 3, 4))

@@ -413,6 +413,17 @@ def train_gan(
 
     Raises:
       ValueError: for non-finite data or fewer rows than one batch.
+
+    Example:
+      >>> import jax
+      >>> from jaxgen.generative import GANConfig, mlp_gan, sample, train_gan
+      >>> data = jax.random.normal(jax.random.key(0), (1000, 2))
+      >>> spec, g_params, d_params = mlp_gan(jax.random.key(1), dim=2, g_hidden=(16,),
+      ...                                    d_hidden=(16,))
+      >>> result = train_gan(jax.random.key(2), spec, g_params, d_params, data,
+      ...                    GANConfig(steps=20, batch_size=100))
+      >>> sample(spec, result.state.g_params, jax.random.key(3), 5).shape
+      (5, 2)
     """
     data = jnp.asarray(data, jnp.float32)
     check_array("data", data, ndim=(2, 3, 4))

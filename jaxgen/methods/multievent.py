@@ -34,7 +34,13 @@ from jaxgen.train import FitConfig
 
 
 def analytic_auc(mu: float, set_size: int | jax.Array) -> jax.Array:
-    """Optimal AUC ``Phi(mu sqrt(2 N))`` of ``N(+mu,1)`` vs ``N(-mu,1)`` sets of size N."""
+    """Optimal AUC ``Phi(mu sqrt(2 N))`` of ``N(+mu,1)`` vs ``N(-mu,1)`` sets of size N.
+
+    Example:
+      >>> from jaxgen.methods.multievent import analytic_auc
+      >>> float(analytic_auc(0.0, 16)), bool(analytic_auc(0.1, 100) > analytic_auc(0.1, 1))
+      (0.5, True)
+    """
     return norm.cdf(mu * jnp.sqrt(2.0 * jnp.asarray(set_size, jnp.float32)))
 
 

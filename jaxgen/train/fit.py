@@ -465,6 +465,17 @@ def fit(
         example, a batch larger than the training set, or a ``checkpoint_dir`` of
         another run, with a damaged ``fit_config.json`` or without a step that restores
         (a damaged newest step is skipped with a warning: see ``jaxgen.train.checkpoint``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.train import FitConfig, fit
+      >>> x = 3.0 + jax.random.normal(jax.random.key(0), (1000,))
+      >>> loss = lambda mu, batch, key: (batch - mu) ** 2   # per-example losses
+      >>> result = fit(loss, jnp.zeros(()), x, key=jax.random.key(1),
+      ...              config=FitConfig(epochs=20, batch_size=100, learning_rate=0.1,
+      ...                               progress=False))
+      >>> bool(abs(result.params - x.mean()) < 0.05)       # least squares: the sample mean
+      True
     """
     config = FitConfig() if config is None else config
     return _run(
@@ -504,6 +515,19 @@ def fit_ensemble(
 
     Returns:
       A ``FitResult`` whose params and history carry the leading ensemble axis.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.train import FitConfig, fit_ensemble, poisson_bootstrap_weights
+      >>> x = jax.random.normal(jax.random.key(0), (1000,))
+      >>> w = poisson_bootstrap_weights(jax.random.key(1), 4, 1000)    # 4 bootstrap replicas
+      >>> loss = lambda mu, batch, key: (batch - mu) ** 2
+      >>> result = fit_ensemble(loss, jnp.zeros((4,)), x, key=jax.random.key(2), weights=w,
+      ...                       config=FitConfig(epochs=5, batch_size=100, learning_rate=0.1,
+      ...                                        val_fraction=0.0, patience=None,
+      ...                                        progress=False))
+      >>> result.params.shape                               # one mean per member
+      (4,)
     """
     config = FitConfig() if config is None else config
     sizes = {int(np.shape(x)[0]) for x in jax.tree_util.tree_leaves(params)}

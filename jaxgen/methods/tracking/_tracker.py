@@ -986,7 +986,18 @@ def find_tracks(hits: Hits, cells: Cells | None = None, config: TrackerConfig | 
 
 
 def reconstruct(event, config: TrackerConfig | None = None, seed_filter=None) -> Submission:
-    """``find_tracks`` on a ``jaxgen.data.trackml.Event``, as a ``Submission``."""
+    """``find_tracks`` on a ``jaxgen.data.trackml.Event``, as a ``Submission``.
+
+    Example:
+      >>> import jax
+      >>> from jaxgen.data import trackml
+      >>> from jaxgen.methods.tracking import reconstruct
+      >>> ev = trackml.simulate_event(jax.random.key(0),
+      ...                             trackml.SimConfig(n_particles=20, n_noise=0))
+      >>> sub = reconstruct(ev)
+      >>> sub.hit_id.shape == ev.hits.hit_id.shape       # one track id per hit
+      True
+    """
     track = find_tracks(event.hits, event.cells, config, seed_filter)
     n = len(track)
     return Submission(np.full(n, int(event.event_id), np.int64),
