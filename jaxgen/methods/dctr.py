@@ -117,18 +117,26 @@ def _theta_loss(clf: Classifier):
     return loss_fn
 
 
+def _check_width(name, x, clf, p):
+    d = clf.shift.shape[-1] - p
+    if x.shape[-1] != d:
+        raise ValueError(
+            f"`{name}` must have {d} features for {p} parameter(s) of `clf`; got shape "
+            f"{x.shape}."
+        )
+
+
 def _fit_data(clf, x_ref, x_data, p):
     if clf.ensemble:
         raise ValueError("`clf` must be a single classifier, not an ensemble.")
     x_ref = as_events("x_ref", x_ref)
     x_data = as_events("x_data", x_data)
     check_array("x_ref", x_ref, ndim=2)
-    check_array("x_data", x_data, last_dim=x_ref.shape[-1])
-    if x_ref.shape[-1] + p != clf.shift.shape[-1]:
-        raise ValueError(
-            f"`x_ref` must have {clf.shift.shape[-1] - p} features for {p} parameter(s); "
-            f"got shape {x_ref.shape}."
-        )
+    check_array("x_data", x_data, ndim=2)
+    # Each argument is checked against the classifier, not against the other one, so a
+    # wrong width is blamed on the argument that has it.
+    _check_width("x_ref", x_ref, clf, p)
+    _check_width("x_data", x_data, clf, p)
     w0, w1 = class_balance_weights(jnp.ones(x_ref.shape[0]), jnp.ones(x_data.shape[0]))
     x = jnp.concatenate([x_ref, x_data])
     y = jnp.concatenate([jnp.zeros(x_ref.shape[0]), jnp.ones(x_data.shape[0])])

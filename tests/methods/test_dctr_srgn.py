@@ -139,3 +139,24 @@ def test_srgn_fit_with_exact_reweighter_recovers_mu():
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+class _GaussianShiftLogit(nn.Module):
+    """The exact DCTR logit of N(theta, 1) vs N(0, 1) on inputs (x, theta)."""
+
+    @nn.compact
+    def __call__(self, z):
+        return z[..., 1:] * z[..., :1] - 0.5 * z[..., 1:] ** 2
+
+
+@pytest.mark.parametrize("bad", ["x_ref", "x_data"])
+@pytest.mark.parametrize("entry", ["fit_theta", "loss_scan"])
+def test_wrong_width_is_blamed_on_the_right_argument(bad, entry):
+    clf = Classifier(_GaussianShiftLogit(), {}, jnp.zeros(2), jnp.ones(2))
+    good, wrong = jnp.zeros((5, 1)), jnp.zeros((5, 2))
+    x_ref, x_data = (wrong, good) if bad == "x_ref" else (good, wrong)
+    with pytest.raises(ValueError, match=f"`{bad}` must have 1 features"):
+        if entry == "fit_theta":
+            dctr.fit_theta(jax.random.PRNGKey(0), clf, x_ref, x_data, theta_init=[0.0])
+        else:
+            dctr.loss_scan(clf, x_ref, x_data, jnp.zeros((2,)))
