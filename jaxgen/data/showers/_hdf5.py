@@ -86,6 +86,16 @@ def write_hdf5(
 
     Returns:
       ``{"n_simulated", "n_kept", "dropped_fraction"}``.
+
+    Example:
+      >>> import pathlib, tempfile, jax
+      >>> from jaxgen.data.showers import read_hdf5, simulate, write_hdf5
+      >>> showers = simulate(jax.random.key(0), 100)
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / "showers.h5"
+      >>> info = write_hdf5(path, showers, drop_empty=False)
+      >>> back, grids, meta = read_hdf5(path)
+      >>> bool((back.counts == showers.counts).all())
+      True
     """
     config = ShowerConfig() if config is None else config
     keep = np.asarray(showers.kept) if drop_empty else np.ones(showers.energy.shape[0], bool)
