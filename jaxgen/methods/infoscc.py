@@ -48,6 +48,7 @@ import optax
 
 from jaxgen._checks import check_array
 from jaxgen._checks import check_positive
+from jaxgen.generative.augment import Augment
 from jaxgen.generative.augment import diff_augment
 from jaxgen.generative.augment import image_augment
 from jaxgen.generative.contrastive import ContrastiveEncoder
@@ -147,6 +148,11 @@ def generator_orthogonality(g_params: Any) -> jax.Array:
     return sum(orthogonality_penalty(p[k]["U"]) for k in sorted(p) if k.startswith("subspace_"))
 
 
+DIGITS_AUGMENT: Augment = image_augment(max_shift=1, flip=False, noise=0.2, cutout_size=3)
+"""Stage 1's views of 8x8 digits: +-1-pixel shifts, a 3x3 cutout and pixel noise 0.2;
+no flips (a flip changes the digit)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class InfoSCCConfig:
     """Settings of ``train_infoscc``.
@@ -166,7 +172,10 @@ class InfoSCCConfig:
       cls_weight: weight of the classification loss in its generator update.
       gan: ``GANConfig``: loss, steps, learning rates, ``aux_every`` = ``cls_reg_every``
         (2), R1 (weight 10 every 16 steps), EMA.
-      diff_augment_p: DiffAugment probability (0.6; 0 disables DiffAugment).
+      diff_augment_p: DiffAugment probability (0.6; 0 disables DiffAugment, as vector
+        data needs).
+      augment: the SimCLR view generator ``augment(key, x) -> x`` of stage 1; ``None``
+        is ``DIGITS_AUGMENT`` (for 8x8 digits). Data of another kind needs its own.
     """
 
     num_classes: int = 10
@@ -185,11 +194,13 @@ class InfoSCCConfig:
     d_hidden: tuple[int, ...] = (256, 128)
     orth_weight: float = 100.0
     cls_weight: float = 1.0
+    cls_confidence: float = 0.9
     gan: GANConfig = GANConfig(loss="least_squares", steps=10000, batch_size=64,
                                g_learning_rate=1e-3, d_learning_rate=1e-3, b1=0.5, b2=0.99,
                                r1_weight=10.0, r1_every=16, aux_every=2, ema_decay=0.995,
                                schedule="cosine")
     diff_augment_p: float = 0.6
+    augment: Augment | None = None
 
     def __post_init__(self):
         for name in ("num_classes", "noise_dim", "q"):
@@ -199,10 +210,14 @@ class InfoSCCConfig:
         check_positive("temperature", self.temperature)
         check_positive("orth_weight", self.orth_weight, allow_zero=True)
         check_positive("cls_weight", self.cls_weight, allow_zero=True)
+        if not 0.0 < self.cls_confidence <= 1.0:
+            raise ValueError(f"`cls_confidence` must be in (0, 1]; got {self.cls_confidence}.")
         if not 0.0 <= self.diff_augment_p <= 1.0:
             raise ValueError(f"`diff_augment_p` must be in [0, 1]; got {self.diff_augment_p}.")
         if not self.widths:
             raise ValueError("`widths` must name at least one generator layer.")
+        if self.augment is not None and not callable(self.augment):
+            raise ValueError("`augment` must be a function `(key, x) -> x` or None.")
 
 
 class InfoSCCModel(NamedTuple):
@@ -248,8 +263,7 @@ def fit_encoder_and_classifier(
     """
     k_enc, k_km, k_probe = jax.random.split(key, 3)
     module = ContrastiveEncoder(config.encoder_features, config.encoder_projection)
-    # Digits: shifts, pixel noise and cutout; no flips (a flip changes the digit).
-    augment = image_augment(max_shift=1, flip=False, noise=0.2, cutout_size=3)
+    augment = DIGITS_AUGMENT if config.augment is None else config.augment
     encoder = train_encoder(k_enc, images, augment=augment, module=module,
                             temperature=config.temperature, config=config.encoder_fit)
     feats = embed(encoder, images)
@@ -291,12 +305,14 @@ def build_gan(
     def discriminate(p, x):
         return disc.apply(p, x.reshape(x.shape[0], -1))[:, 0]
 
+    cls_margin = -float(np.log(config.cls_confidence))
+
     def classification_loss(p, k):
         latent = sample_latent(k, config.gan.batch_size)
         feats = enc_module.apply(enc_params, generate(p, latent), method="embed")
         logits = probe_logits(probe.params, feats)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, latent["y"])
-        return config.cls_weight * jnp.mean(ce)
+        return config.cls_weight * jnp.mean(jax.nn.relu(ce - cls_margin))
 
     def regulariser(p):
         return config.orth_weight * generator_orthogonality(p)
@@ -364,9 +380,12 @@ def train_infoscc_ablation(
       ``{loss: InfoSCCModel}``.
     """
     images = jnp.asarray(images, jnp.float32)
-    check_array("images", images, ndim=3)
+    check_array("images", images, ndim=(2, 3))
     if bool(jnp.any(jnp.abs(images) > 1.0 + 1e-6)):
         raise ValueError("`images` must be scaled to [-1, 1] (the generator's tanh range).")
+    if images.ndim == 2 and config.diff_augment_p > 0:
+        raise ValueError("`diff_augment_p` must be 0 for vector data (DiffAugment acts on "
+                         "images).")
     if labels is not None:
         labels = jnp.asarray(labels)
         check_array("labels", labels, ndim=1)

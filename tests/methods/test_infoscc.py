@@ -98,6 +98,55 @@ def test_generate_vmap_and_jit_match(tiny):
     np.testing.assert_allclose(per_example, direct, rtol=1e-5, atol=1e-6)
 
 
+def test_classification_loss_is_capped(tiny):
+    """The generator's classification term is mean(relu(CE - log(1/cls_confidence))):
+    cls_confidence=1 is the plain CE (the paper's), and a confidence below
+    exp(-max CE) makes it exactly 0, so a confidently classified sample is not pushed
+    further (on the ring, the plain CE pushed samples off the data)."""
+    model, spec, g_params, _ = tiny
+    enc, probe, weights = model.encoder, model.probe, model.label_weights
+    cfg = I.InfoSCCConfig(num_classes=3, encoder_features=(16, 8), encoder_projection=(8, 4),
+                          widths=(16, 32), d_hidden=(16,), noise_dim=4, cls_confidence=1.0)
+    key = jax.random.key(4)
+    _, plain, gp, _ = I.build_gan(jax.random.key(2), enc, probe, weights, (8, 8), cfg)
+    latent = plain.sample_latent(key, cfg.gan.batch_size)
+    feats = enc.module.apply(enc.params, plain.generate(gp, latent), method="embed")
+    logits = I.probe_logits(probe.params, feats)
+    ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), latent["y"][:, None], 1)[:, 0]
+    np.testing.assert_allclose(plain.aux_loss(gp, key), jnp.mean(ce), rtol=1e-5)
+    margin = float(jnp.median(ce))
+    capped_cfg = dataclasses.replace(cfg, cls_confidence=float(np.exp(-margin)))
+    _, capped, _, _ = I.build_gan(jax.random.key(2), enc, probe, weights, (8, 8), capped_cfg)
+    np.testing.assert_allclose(capped.aux_loss(gp, key), jnp.mean(jax.nn.relu(ce - margin)),
+                               rtol=1e-4, atol=1e-7)
+    off_cfg = dataclasses.replace(cfg, cls_confidence=float(np.exp(-2 * jnp.max(ce))))
+    _, off, _, _ = I.build_gan(jax.random.key(2), enc, probe, weights, (8, 8), off_cfg)
+    assert float(off.aux_loss(gp, key)) == 0.0
+
+
+def test_custom_augmentation_is_used():
+    """Stage 1 trains the encoder on the views of `config.augment`, not the digits default:
+    a custom augmentation is traced (called) while the encoder trains, on vector data."""
+    calls = []
+
+    def augment(key, x):
+        calls.append(x.shape)
+        return x + 0.05 * jax.random.normal(key, x.shape)
+
+    cfg = I.InfoSCCConfig(num_classes=2, encoder_features=(8, 4), encoder_projection=(4, 2),
+                          augment=augment,
+                          encoder_fit=dataclasses.replace(I.InfoSCCConfig().encoder_fit,
+                                                          epochs=1, batch_size=16),
+                          probe_fit=dataclasses.replace(I.InfoSCCConfig().probe_fit,
+                                                        epochs=1, batch_size=16))
+    x = jax.random.uniform(jax.random.key(0), (32, 2), minval=-1, maxval=1)
+    y = (x[:, 0] > 0).astype(jnp.int32)
+    encoder, _, labels = I.fit_encoder_and_classifier(jax.random.key(1), x, y, cfg)
+    assert calls and all(shape[-1] == 2 for shape in calls)
+    np.testing.assert_array_equal(labels, y)
+    assert I.InfoSCCConfig().augment is None  # None: DIGITS_AUGMENT, used for images
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
@@ -110,6 +159,9 @@ def test_generate_vmap_and_jit_match(tiny):
          "labels"),
         (lambda m: I.InfoSCCConfig(num_classes=1), "num_classes"),
         (lambda m: I.InfoSCCConfig(diff_augment_p=2.0), "diff_augment_p"),
+        (lambda m: I.InfoSCCConfig(cls_confidence=0.0), "cls_confidence"),
+        (lambda m: I.InfoSCCConfig(augment="cutout"), "augment"),
+        (lambda m: I.train_infoscc(jax.random.key(0), jnp.zeros((4, 2))), "diff_augment_p"),
         (lambda m: experiment.Config(labels="mixed"), "labels"),
         (lambda m: experiment.Config(ablation_losses=("bce",)), "losses"),
         (lambda m: experiment.Config(labels="external", num_classes=5), "num_classes"),
@@ -126,14 +178,16 @@ def test_experiment_smoke(tmp_path):
     compile time): every metric and plot appears."""
     config = make_config(experiment.Config, experiment.QUICK, encoder_epochs=1, gan_steps=10,
                          ablation_losses=("hinge",), n_per_class=10, r1_weight=0.0,
-                         diff_augment_p=0.0)
+                         diff_augment_p=0.0, ring_steps=10, ring_encoder_epochs=1,
+                         ring_n_per_class=20)
     metrics = experiment.run(config, tmp_path)
     for key in ("attribute_control_accuracy", "frechet_distance", "fd_independent_pixels",
                 "fd_full_gaussian_pixels", "fd_real_train_vs_test", "classifier_test_accuracy",
-                "ablation", "checks"):
+                "ablation", "ring", "checks"):
         assert key in metrics
     assert set(metrics["ablation"]) == {"least_squares", "hinge"}
     assert metrics["ablation"]["hinge"]["per_class_accuracy"].shape == (10,)
-    assert len(metrics["checks"]) == 4
+    assert len(metrics["checks"]) == 6
+    assert len(metrics["ring"]["sw_per_component"]) == 8
     assert (tmp_path / "digits.png").exists() and (tmp_path / "eigen_dimensions.png").exists()
     json.dumps(dataclasses.asdict(config))
