@@ -16,7 +16,9 @@ background N(0, 0.96)) subtracted with negative weights.
 Command: ``python -m experiments.omnifold_gaussian [--quick]``.
 Expected (quick, 2 cores, ~30 s): ``unfolded_mean`` / ``unfolded_std`` per iteration
 within ~0.03 of the closed form; the variant's final mean and std within ~0.05 of
-(0.2, 0.8).
+(0.2, 0.8), smoke checks only: at the default preset the variant's OmniFold stalls
+below IBU on the same events (issue 27: means 0.168, 0.161, 0.167 after iterations
+2-4 against IBU's 0.190, 0.197, 0.199), which no check of this preset can yet claim.
 """
 
 from __future__ import annotations
@@ -200,6 +202,11 @@ def run(config: Config, workdir=None) -> dict:
     )
     ibu_mean, ibu_std = _ibu_moments(config, gen, sim, data)
     checks = []
+    # Tolerance: each classifier learns from n events per class, so its ratio error moves
+    # the weighted mean by ~sqrt(2/n) per step and the push step propagates the pull's
+    # with gain <= 1/g ~ 1.3: sd ~ 1.3 sqrt(2/n) = 0.013 per iteration at the quick
+    # n = 2e4 (tests/methods/test_omnifold.py), so 0.03 is ~2.3 sd for each iteration's
+    # deviation (5 sd at n = 1e5); the std's error is about the same.
     dm = np.abs(np.asarray(mean) - smp_mean).max()
     ds = np.abs(np.asarray(std) - smp_std).max()
     checks.append(
@@ -216,6 +223,9 @@ def run(config: Config, workdir=None) -> dict:
             ds < config.tolerance,
         )
     )
+    # Binned IBU on the same events differs from the sample recursion by the binning
+    # (bin width 0.25: no shift of the mean) and by the sample's non-Gaussian
+    # fluctuations, ~1/sqrt(n) = 0.007 at n = 2e4: 0.03 is ~4 sd.
     dib = np.abs(np.asarray(ibu_mean) - smp_mean).max()
     checks.append(
         check(
@@ -251,18 +261,22 @@ def run(config: Config, workdir=None) -> dict:
         data_weights=full["data_weights"],
         fake_hist=fake_hist,
     )
+    # Not derived: OmniFold stalls below IBU on this variant at the default preset
+    # (issue 27, means 0.168/0.161/0.167 vs IBU's 0.190/0.197/0.199), so these two are
+    # smoke checks; IBU's per-iteration moments are in metrics["variant"].
     tol2 = 0.05
     checks.append(
         check(
             f"variant (ineff., fakes, bkg): final unfolded mean within {tol2} of "
-            f"{config.data_mean}",
+            f"{config.data_mean} (smoke check)",
             float(m2[-1]),
             abs(float(m2[-1]) - config.data_mean) < tol2,
         )
     )
     checks.append(
         check(
-            f"variant: final unfolded std within {tol2} of the IBU recursion's {ref_std[-1]:.3f}",
+            f"variant: final unfolded std within {tol2} of the IBU recursion's "
+            f"{ref_std[-1]:.3f} (smoke check)",
             float(s2[-1]),
             abs(float(s2[-1]) - ref_std[-1]) < tol2,
         )

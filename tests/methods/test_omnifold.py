@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxgen.classifiers.classifier import classifier_logits
 from jaxgen.methods import omnifold as of
 from jaxgen.methods.ibu import ibu
 from jaxgen.methods.ibu import response_matrix
@@ -225,3 +226,20 @@ G = jnp.zeros(10)
 def test_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         of.omnifold(jax.random.PRNGKey(0), **kwargs)
+
+
+def test_classifier_ratio_averages_members_per_ratio():
+    # K = 2 OmniFold members, each the average of M = 3 classifiers trained in one vmap.
+    gen, sim, _, data = _gaussian(jax.random.PRNGKey(17), 2000)
+    cfg = FitConfig(epochs=2, batch_size=500, schedule="constant", clip_norm=None, progress=False)
+    est = of.classifier_ratio(config=cfg, members=3)
+    w = jnp.ones((2, 2000))
+    ratio, clf = est(jax.random.PRNGKey(18), sim[:, None], w, data[:, None], w, None)
+    assert ratio.shape == (2, 2000)
+    assert clf.num_members == 6
+    logits = np.asarray(classifier_logits(clf, sim[:, None]))
+    np.testing.assert_allclose(
+        np.asarray(ratio), np.exp(logits).reshape(2, 3, -1).mean(1), rtol=1e-5
+    )
+    with pytest.raises(ValueError, match="members"):
+        of.classifier_ratio(members=0)
