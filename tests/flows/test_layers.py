@@ -42,7 +42,7 @@ LAYERS = {
     # The layer of the 1-D flows (coupling_flow / masked_autoregressive_flow with dim=1):
     # learned knots, or knots from the context; also in DIM dimensions (marginal maps).
     "elementwise_rqs_1d": (ElementwiseLayer(1, RQS), False),
-    "elementwise_rqs_1d_context": (ElementwiseLayer(1, RQS, True, (16, 16)), True),
+    "elementwise_rqs_1d_context": (ElementwiseLayer(1, RQS, True, (8,)), True),
     "elementwise_affine_1d": (ElementwiseLayer(1, AFF), False),
     "elementwise_rqs": (ElementwiseLayer(DIM, RQS), False),
     "elementwise_affine_context": (ElementwiseLayer(DIM, AFF, True, (16,)), True),
