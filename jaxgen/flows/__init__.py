@@ -11,6 +11,7 @@ from jaxgen.flows.autoregressive import MaskedAutoregressiveLayer
 from jaxgen.flows.builders import coupling_flow
 from jaxgen.flows.builders import masked_autoregressive_flow
 from jaxgen.flows.coupling import CouplingLayer
+from jaxgen.flows.elementwise import ElementwiseLayer
 from jaxgen.flows.flow import Flow
 from jaxgen.flows.flow import FlowDistribution
 from jaxgen.flows.flow import Stack
@@ -44,6 +45,7 @@ from jaxgen.flows.transformers import SplineTransformer
 __all__ = [
     "AffineTransformer",
     "CouplingLayer",
+    "ElementwiseLayer",
     "ElementwiseSpline",
     "Flow",
     "FlowDecoder",

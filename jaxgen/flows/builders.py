@@ -17,6 +17,7 @@ from jaxgen._checks import check_in
 from jaxgen._checks import check_positive
 from jaxgen.flows.autoregressive import MaskedAutoregressiveLayer
 from jaxgen.flows.coupling import CouplingLayer
+from jaxgen.flows.elementwise import ElementwiseLayer
 from jaxgen.flows.flow import Flow
 from jaxgen.flows.flow import Params
 from jaxgen.flows.flow import Stack
@@ -49,14 +50,21 @@ def _embedding(context_dim: int, embedding_dim: int | None, hidden: Sequence[int
     return MLP(tuple(hidden) + (embedding_dim,)), embedding_dim
 
 
-def _validate(dim, num_layers, hidden, context_dim, what):
+def _validate(dim, num_layers, hidden, context_dim):
     check_positive("dim", dim)
-    if dim < 2:
-        raise ValueError(f"{what} needs `dim` >= 2; got {dim}.")
     check_positive("num_layers", num_layers)
     check_positive("context_dim", context_dim, allow_zero=True)
     if not hidden or any(h <= 0 for h in hidden):
         raise ValueError(f"`hidden` must be a non-empty list of positive sizes; got {hidden}.")
+
+
+def _one_dimensional(trans, context_dim, hidden, activation, identity_init):
+    """The 1-D layer of both architectures (no coordinate to condition on).
+
+    One elementwise transformer with learned knots, or knots from the context.
+    """
+    return ElementwiseLayer(1, trans, context_dim > 0, tuple(hidden), activation,
+                            identity_init)
 
 
 def _stacked_flow(key, layer, *, dim, num_layers, permutation, seed_permutations, lu_linear,
@@ -96,7 +104,9 @@ def coupling_flow(
 
     Args:
       key: PRNG key for the parameters.
-      dim: event dimension (>= 2; a coupling needs two parts).
+      dim: event dimension. In one dimension there is no coordinate to condition on and
+        each layer is an ``ElementwiseLayer``: one spline (or affine map) with learned
+        knots, or knots from an MLP of the context for a conditional flow.
       context_dim: width of the conditioning context (0: unconditional).
       base: base density (default standard normal); a ``FlowDistribution`` makes this a
         flow for flows.
@@ -122,9 +132,12 @@ def coupling_flow(
       >>> flow.log_prob(params, jax.numpy.zeros((3, 2))).shape
       (3,)
     """
-    _validate(dim, num_layers, hidden, context_dim, "a coupling flow")
+    _validate(dim, num_layers, hidden, context_dim)
     trans = make_transformer(transformer, num_bins=num_bins, tail_bound=tail_bound)
-    layer = CouplingLayer(dim, trans, tuple(hidden), None, activation, identity_init)
+    if dim == 1:
+        layer = _one_dimensional(trans, context_dim, hidden, activation, identity_init)
+    else:
+        layer = CouplingLayer(dim, trans, tuple(hidden), None, activation, identity_init)
     return _stacked_flow(key, layer, dim=dim, num_layers=num_layers, permutation=permutation,
                          seed_permutations=seed_permutations, lu_linear=lu_linear, base=base,
                          context_dim=context_dim, embedding_dim=embedding_dim, hidden=hidden)
@@ -155,14 +168,19 @@ def masked_autoregressive_flow(
     al., arXiv:1906.04032 (autoregressive RQ-NSF).
 
     Density evaluation is one pass per layer; sampling needs ``dim`` passes per layer.
-    Arguments are those of ``coupling_flow``.
+    Arguments are those of ``coupling_flow``; in one dimension the flow is the same
+    stack of ``ElementwiseLayer`` as ``coupling_flow(dim=1)``.
 
     Returns:
       ``(flow, params)``.
     """
-    _validate(dim, num_layers, hidden, context_dim, "an autoregressive flow")
+    _validate(dim, num_layers, hidden, context_dim)
     trans = make_transformer(transformer, num_bins=num_bins, tail_bound=tail_bound)
-    layer = MaskedAutoregressiveLayer(dim, trans, tuple(hidden), activation, identity_init)
+    if dim == 1:
+        layer = _one_dimensional(trans, context_dim, hidden, activation, identity_init)
+    else:
+        layer = MaskedAutoregressiveLayer(dim, trans, tuple(hidden), activation,
+                                          identity_init)
     return _stacked_flow(key, layer, dim=dim, num_layers=num_layers, permutation=permutation,
                          seed_permutations=seed_permutations, lu_linear=lu_linear, base=base,
                          context_dim=context_dim, embedding_dim=embedding_dim, hidden=hidden)

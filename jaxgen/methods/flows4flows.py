@@ -36,6 +36,7 @@ import distrax
 import jax
 import jax.numpy as jnp
 
+from jaxgen._checks import check_array
 from jaxgen._checks import check_in
 from jaxgen._checks import check_positive
 from jaxgen.flows import Flow
@@ -183,11 +184,17 @@ def fit_transport(
     """
     transport = TransportConfig() if transport is None else transport
     config = FitConfig() if config is None else config
+    left, right = jnp.asarray(left), jnp.asarray(right)
     if left.shape[1:] != (top.dim,) or right.shape[1:] != (top.dim,):
         raise ValueError(
             f"`left` and `right` must have shape (n, {top.dim}); got {left.shape} and "
             f"{right.shape}."
         )
+    # Checked here, by name: the engine would only know them as leaves of its data tree.
+    for name, value in (("left", left), ("right", right), ("left_context", left_context),
+                        ("right_context", right_context)):
+        if value is not None:
+            check_array(name, value, ndim=2)
     n = min(left.shape[0], right.shape[0])
     data = {"x": left[:n], "y": right[:n]}
     conditional = left_context is not None or right_context is not None
@@ -200,7 +207,7 @@ def fit_transport(
     t = transport
 
     def weight(step):
-        if step is None or not t.anneal:
+        if not t.anneal:
             return t.penalty_weight
         return cosine_annealed_weight(step, total, t.penalty_weight, t.min_penalty_weight)
 
@@ -216,13 +223,17 @@ def fit_transport(
         return inverse_loss(top, p, b["y"], left_base, context=ctx, left_context=cx,
                             penalty=t.penalty, weight=w)
 
-    def loss(p, b, k, step=None):
+    def loss(p, b, k, step, training):
+        # The engine passes the step reached so far at validation too (training=False):
+        # the validation loss, and with it the best-parameter restore, is scored with the
+        # penalty weight training has annealed to, not with lambda_0 (which would prefer
+        # maps that barely move). Alternating directions are validated on both.
         w = weight(step)
         if t.direction == "forward":
             return fwd(p, b, w)
         if t.direction == "inverse":
             return inv(p, b, w)
-        if t.direction == "both" or step is None:
+        if t.direction == "both" or not training:
             return fwd(p, b, w) + inv(p, b, w)
         phase = step % 2 if t.direction == "alternate" else (step // block) % 2
         return jax.lax.cond(phase == 0, fwd, inv, p, b, w)

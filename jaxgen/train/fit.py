@@ -7,7 +7,10 @@ restore, non-finite detection, checkpoints and the progress bar.
 The loss is per example: ``loss_fn(params, batch, key) -> (batch_size,)``. A loss that
 declares a ``step`` parameter also receives the global step (an int32 scalar) while
 training and ``None`` while evaluating the validation loss; that is how schedules such
-as an annealed penalty or alternating objectives are written. The engine
+as an annealed penalty or alternating objectives are written. A loss that also declares
+``training`` receives ``training=True`` with the step while training and, at validation,
+``training=False`` with the number of steps taken so far instead of ``None``, so a
+schedule is scored where training stands (e.g. an annealed penalty weight). The engine
 forms the weighted mean ``mean_b(w_b * l_b)`` with event weights normalised to mean one
 over the training set, so weighted (even negatively weighted) samples need no special
 loss functions.
@@ -123,12 +126,12 @@ class _Trainer:
         epoch, evaluate = self._epoch, self._evaluate
         if ensemble:
             epoch = jax.vmap(epoch, in_axes=(0, None, 0, 0))
-            evaluate = jax.vmap(evaluate, in_axes=(0, None, 0, None))
+            evaluate = jax.vmap(evaluate, in_axes=(0, None, 0, None, 0))
         self.epoch = jax.jit(epoch, donate_argnums=(0,), compiler_options=compiler_options())
         self.evaluate = jax.jit(evaluate, compiler_options=compiler_options())
 
     def _objective(self, params, batch, w, key, step):
-        losses = self.loss_fn(params, batch, key, step)
+        losses = self.loss_fn(params, batch, key, step, True)
         return jnp.mean(w * losses)
 
     def _epoch(self, state: TrainState, data, weights, key):
@@ -168,10 +171,10 @@ class _Trainer:
 
         return jax.lax.scan(body, state, (idx, step_keys))
 
-    def _evaluate(self, params, chunks, chunk_weights, key):
+    def _evaluate(self, params, chunks, chunk_weights, key, step):
         def body(total, xs):
             batch, w = xs
-            return total + jnp.sum(w * self.loss_fn(params, batch, key, None)), None
+            return total + jnp.sum(w * self.loss_fn(params, batch, key, step, False)), None
 
         total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (chunks, chunk_weights))
         return total / jnp.sum(chunk_weights)
@@ -193,14 +196,16 @@ def _default_optimizer(config: FitConfig, total_steps: int) -> optax.GradientTra
 
 
 def _with_step(loss_fn: LossFn):
-    """Normalises ``loss_fn`` to ``(params, batch, key, step)``."""
+    """Normalises ``loss_fn`` to ``(params, batch, key, step, training)``."""
     try:
-        takes_step = "step" in inspect.signature(loss_fn).parameters
+        names = inspect.signature(loss_fn).parameters
     except (TypeError, ValueError):
-        takes_step = False
-    if takes_step:
-        return lambda p, b, k, step: loss_fn(p, b, k, step=step)
-    return lambda p, b, k, step: loss_fn(p, b, k)
+        names = {}
+    if "step" in names and "training" in names:
+        return lambda p, b, k, step, training: loss_fn(p, b, k, step=step, training=training)
+    if "step" in names:
+        return lambda p, b, k, step, training: loss_fn(p, b, k, step=step if training else None)
+    return lambda p, b, k, step, training: loss_fn(p, b, k)
 
 
 def num_train_steps(n: int, config: FitConfig, *, has_val_data: bool = False) -> int:
@@ -297,7 +302,8 @@ def _run(
     # Validate the loss once, eagerly, on one batch's shapes.
     batch0 = _take(data, jnp.arange(config.batch_size))
     p0 = jax.tree_util.tree_map(lambda a: a[0], params) if ensemble else params
-    out = jax.eval_shape(_with_step(loss_fn), p0, batch0, key, jnp.zeros((), jnp.int32))
+    out = jax.eval_shape(functools.partial(_with_step(loss_fn), training=True), p0, batch0, key,
+                         jnp.zeros((), jnp.int32))
     if out.shape != (config.batch_size,):
         raise ValueError(
             f"`loss_fn` must return per-example losses of shape ({config.batch_size},); "
@@ -376,7 +382,7 @@ def _run(
             train_loss = jnp.asarray(np.nanmean(np.asarray(losses), axis=-1))
         loop["train_loss"] = loop["train_loss"].at[epoch].set(train_loss)
         if has_val:
-            val = trainer.evaluate(state.params, val_chunks, val_chunk_w, key_eval)
+            val = trainer.evaluate(state.params, val_chunks, val_chunk_w, key_eval, state.step)
             loop["val_loss"] = loop["val_loss"].at[epoch].set(val)
             score = val
         else:

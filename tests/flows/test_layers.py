@@ -14,6 +14,7 @@ import pytest
 
 from jaxgen.flows import AffineTransformer
 from jaxgen.flows import CouplingLayer
+from jaxgen.flows import ElementwiseLayer
 from jaxgen.flows import LULinearLayer
 from jaxgen.flows import MaskedAutoregressiveLayer
 from jaxgen.flows import Permute
@@ -38,6 +39,13 @@ LAYERS = {
     "maf_rqs_context": (MaskedAutoregressiveLayer(DIM, RQS, (16, 16)),
                         True),
     "lu_linear": (LULinearLayer(DIM), False),
+    # The layer of the 1-D flows (coupling_flow / masked_autoregressive_flow with dim=1):
+    # learned knots, or knots from the context; also in DIM dimensions (marginal maps).
+    "elementwise_rqs_1d": (ElementwiseLayer(1, RQS), False),
+    "elementwise_rqs_1d_context": (ElementwiseLayer(1, RQS, True, (8,)), True),
+    "elementwise_affine_1d": (ElementwiseLayer(1, AFF), False),
+    "elementwise_rqs": (ElementwiseLayer(DIM, RQS), False),
+    "elementwise_affine_context": (ElementwiseLayer(DIM, AFF, True, (16,)), True),
     "sequential": (SequentialLayer((CouplingLayer(DIM, RQS, (16,)),
                                     LULinearLayer(DIM))), False),
 }
@@ -55,7 +63,7 @@ def _setup(name, identity=False):
     raw random output layer makes bins of height ~1e-4, whose float32 inverse is
     ill-conditioned for any implementation, distrax's included)."""
     module, uses_ctx = LAYERS[name]
-    x = jax.random.normal(jax.random.key(1), (7, DIM)) * 1.5
+    x = jax.random.normal(jax.random.key(1), (7, getattr(module, "dim", DIM))) * 1.5
     ctx = jax.random.normal(jax.random.key(2), (7, CTX)) if uses_ctx else None
     params = module.init(jax.random.key(0), x, ctx)
     if not identity:
