@@ -173,6 +173,17 @@ def masked_autoregressive_flow(
 
     Returns:
       ``(flow, params)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.flows import masked_autoregressive_flow
+      >>> flow, params = masked_autoregressive_flow(jax.random.key(0), dim=3, context_dim=1,
+      ...                                           num_layers=2, hidden=(16,))
+      >>> x, context = jnp.zeros((4, 3)), jnp.ones((4, 1))
+      >>> flow.log_prob(params, x, context).shape
+      (4,)
+      >>> flow.sample(params, jax.random.key(1), 4, context).shape     # one sample per context
+      (4, 3)
     """
     _validate(dim, num_layers, hidden, context_dim)
     trans = make_transformer(transformer, num_bins=num_bins, tail_bound=tail_bound)

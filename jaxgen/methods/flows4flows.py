@@ -181,6 +181,27 @@ def fit_transport(
 
     Returns:
       The engine's ``FitResult``.
+
+    Example:
+      Moving N(0, 1) onto N(2, 0.5^2), whose optimal map is ``T(x) = 2 + x / 2``:
+
+      >>> import distrax, jax, jax.numpy as jnp
+      >>> from jaxgen.flows import coupling_flow
+      >>> from jaxgen.methods.flows4flows import TransportConfig, fit_transport, transport
+      >>> from jaxgen.train import FitConfig
+      >>> left = jax.random.normal(jax.random.key(0), (4000, 1))
+      >>> right = 2.0 + 0.5 * jax.random.normal(jax.random.key(1), (4000, 1))
+      >>> left_base = distrax.MultivariateNormalDiag(jnp.zeros(1), jnp.ones(1))
+      >>> top, params = coupling_flow(jax.random.key(2), dim=1, num_layers=1, hidden=(8,),
+      ...                             base=distrax.MultivariateNormalDiag(2.0 * jnp.ones(1),
+      ...                                                                 0.5 * jnp.ones(1)))
+      >>> result = fit_transport(jax.random.key(3), top, params, left, right, left_base,
+      ...                        transport=TransportConfig(direction="forward"),
+      ...                        config=FitConfig(epochs=20, batch_size=200, learning_rate=1e-2,
+      ...                                         progress=False))
+      >>> moved = transport(top, result.params, jnp.array([[0.0], [1.0]]))
+      >>> bool(jnp.allclose(moved[:, 0], jnp.array([2.0, 2.5]), atol=0.15))
+      True
     """
     transport = TransportConfig() if transport is None else transport
     config = FitConfig() if config is None else config

@@ -248,6 +248,14 @@ def funnel_flow(
 
     Returns:
       ``(flow, params)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.flows import funnel_flow
+      >>> flow, params = funnel_flow(jax.random.key(0), dim=4, latent_dims=(2,),
+      ...                            layers_per_level=1, hidden=(8,), decoder_hidden=(8,))
+      >>> flow.log_prob(params, jnp.zeros((3, 4))).shape    # exact likelihood through a funnel
+      (3,)
     """
     check_positive("dim", dim)
     check_in("funnel", funnel, FUNNELS)
