@@ -721,6 +721,13 @@ def flowify_mlp(
 
     Returns:
       ``(flow, params)``; the latent dimension is ``sizes[-1]``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.flows import flowify_mlp
+      >>> flow, params = flowify_mlp(jax.random.key(0), sizes=(4, 3, 2))   # 4 -> 3 -> 2 units
+      >>> flow.log_prob(params, jnp.zeros((5, 4))).shape   # an MLP with an exact likelihood
+      (5,)
     """
     sizes = tuple(int(s) for s in sizes)
     if len(sizes) < 2 or any(s < 1 for s in sizes):

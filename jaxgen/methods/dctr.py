@@ -89,6 +89,20 @@ def train(
     Returns:
       The trained ``Classifier``; ``jaxgen.classifiers.reweight(clf, x, theta)`` gives
       the weights.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.classifiers import mlp_classifier, reweight
+      >>> from jaxgen.methods import dctr
+      >>> from jaxgen.train import FitConfig
+      >>> simulator = lambda key, theta: theta + jax.random.normal(key, theta.shape)  # N(theta, 1)
+      >>> clf = dctr.train(jax.random.key(0), simulator, theta_ref=[0.0], theta_low=[-1.0],
+      ...                  theta_high=[1.0], n=5000, model=mlp_classifier((16, 16)),
+      ...                  config=FitConfig(epochs=2, batch_size=500, progress=False))
+      >>> x0 = simulator(jax.random.key(1), jnp.zeros((1000, 1)))
+      >>> w = reweight(clf, x0, jnp.array([0.5]))        # weights taking N(0, 1) to N(0.5, 1)
+      >>> w.shape
+      (1000,)
     """
     k_data, k_fit = jax.random.split(key)
     x0, x1, _, _ = parametrized_training_data(
