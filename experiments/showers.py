@@ -173,9 +173,16 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
         zs["kept"] = _z_frac(kept, (r["counts"] > 0).all(-1))
         metrics["reference_z"] = zs
         worst = max(zs.values())
+        # 10 two-sample z-tests (3 layers x points, energy, P(empty); the kept fraction):
+        # if the simulators agree, P(max |z| > 5) <= 10 * 5.7e-7; a difference of 5
+        # standard errors of the comparison (e.g. 2.6 of the ~20 points in layer 0 at
+        # the quick preset's 400 reference showers) fails it.
         checks.append(check(
             f"per-layer points, energy, P(empty) and kept fraction agree with the plain "
             f"reference (max two-sample z <= {config.z_max})", worst, worst <= config.z_max))
+    # float32 bookkeeping: every split rounds each daughter's energy (relative 6e-8), and
+    # the read-out sum adds up to ~1e2 points per layer, so the relative imbalance is at
+    # most ~1e2 unit roundoffs (6e-6); measured 1.4e-7, any lost particle is >= 1e-3.
     checks.append(check("energy conserved: read-out + escaped + unread = E0 (rel. <= 1e-5)",
                         metrics["max_energy_imbalance"],
                         metrics["max_energy_imbalance"] <= 1e-5))
@@ -183,7 +190,8 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
         checks.append(check(
             f"throughput >= {config.throughput_goal:.0f} showers/s at "
             f"{config.throughput_showers} per call (1000x SUPA's 140/s; machine-dependent, "
-            f"{jax.devices()[0].platform})", rate, rate >= config.throughput_goal))
+            f"{jax.devices()[0].platform})", rate, rate >= config.throughput_goal,
+            paper=f"{SUPA_SHOWERS_PER_S:.0f} showers/s (released generator, one core)"))
     metrics["checks"] = checks
     if workdir is not None:
         _plots(s, cfg, kept, workdir)
