@@ -9,8 +9,8 @@ Checks:
   * checkerboard test NLL - log 32 below ``max_entropy_gap`` nats (0.1 by default, the
     claim's "close to the bound"; the statistical error of the test NLL,
     std(log p) / sqrt(n_test) ~ 0.003 nats at 5e4 test points, is negligible beside it).
-    The quick preset (``max_entropy_gap=None``) trains for seconds and cannot approach
-    the bound, so there the claim is NOT CHECKED and the gap is only reported;
+    The quick preset (``max_entropy_gap=None``, 6 epochs) leaves a training gap of
+    0.16 nats, so there the claim is NOT CHECKED and the gap is only reported;
   * on every toy the flow beats a full-covariance Gaussian fitted to the same data by
     more than 3 standard errors of the paired test-NLL difference,
     std(log p_flow - log p_gauss) / sqrt(n_test).
@@ -81,7 +81,7 @@ QUICK = dict(
     epochs=6,
     batch_size=256,
     learning_rate=3e-3,
-    max_entropy_gap=None,  # seconds of training: the bound is out of reach
+    max_entropy_gap=None,  # 6 epochs leave a 0.16-nat training gap: not checked
 )
 
 
@@ -137,8 +137,9 @@ def run(config: Config, workdir=None) -> dict:
         metrics["checkerboard_entropy_gap"] = gap
         claim = "checkerboard test NLL close to its entropy log 32 = 3.466 nats"
         if config.max_entropy_gap is None:
-            checks.append(not_checked(claim, "seconds of training cannot approach the bound; "
-                                      "the full preset checks a gap < 0.1 nats", gap))
+            checks.append(not_checked(claim, "6 epochs leave a training gap (0.16 nats "
+                                      "measured); the full preset (40 epochs) checks < 0.1",
+                                      gap))
         else:
             checks.append(check(f"{claim} (gap < {config.max_entropy_gap})", gap,
                                 gap < config.max_entropy_gap))
