@@ -16,7 +16,7 @@ cells). The singlet regressor predicts the direction of a pixel-barrel hit's par
 Command::
 
     python -m experiments.trackseeding            # 2 train + 1 test full-scale events
-    python -m experiments.trackseeding --quick    # small events, < 1 min
+    python -m experiments.trackseeding --quick    # 1 full-scale training event, 12 epochs
 
 Expected (full run, seed 0, 67 s on the quiet 2-core machine): 2.2 M training and
 1.1 M test pairs, purity before selection 0.015; purity at 98 % efficiency overall
@@ -34,7 +34,9 @@ particles) the spatial features alone are already pure and the overall claim fai
 (0.51 vs 0.55), while at full density with one training event and 12 epochs it holds
 (0.236 vs 0.219). The per-bin claim needs the full run's two training events and 20
 epochs (one event, 12 epochs: 9 of the 10 bins with >= 500 true pairs), so the quick
-preset reports it as NOT CHECKED.
+preset reports it as NOT CHECKED. Quick run (seed 0, 310 s on the 2-core machine shared
+with ~6 other jobs): 11/12 bins, overall combined 0.247 vs spatial 0.217, singlet mean
+cos 0.911 vs 0.760, real subset 0.265 vs 0.215.
 """
 
 from __future__ import annotations
