@@ -6,9 +6,14 @@ multimodal and discontinuous 2D densities; on the checkerboard, whose entropy is
 log 32 = 3.4657 nats, its test NLL comes close to that bound.
 
 Checks:
-  * checkerboard test NLL - log 32 below ``max_entropy_gap`` nats (0.1 by default;
-    looser for the quick preset, which trains for seconds);
-  * on every toy the flow beats a full-covariance Gaussian fitted to the same data.
+  * checkerboard test NLL - log 32 below ``max_entropy_gap`` nats (0.1 by default, the
+    claim's "close to the bound"; the statistical error of the test NLL,
+    std(log p) / sqrt(n_test) ~ 0.003 nats at 5e4 test points, is negligible beside it).
+    The quick preset (``max_entropy_gap=None``, 6 epochs) leaves a training gap of
+    0.16 nats, so there the claim is NOT CHECKED and the gap is only reported;
+  * on every toy the flow beats a full-covariance Gaussian fitted to the same data by
+    more than 3 standard errors of the paired test-NLL difference,
+    std(log p_flow - log p_gauss) / sqrt(n_test).
 
 Command::
 
@@ -32,6 +37,7 @@ from experiments import check
 from experiments import check_positive_fields
 from experiments import check_subset
 from experiments import main
+from experiments import not_checked
 from jaxgen.data import toys
 from jaxgen.flows import coupling_flow
 from jaxgen.flows import fit_flow
@@ -53,15 +59,17 @@ class Config:
     epochs: int = 40
     batch_size: int = 512
     learning_rate: float = 1e-3
-    max_entropy_gap: float = 0.1
+    max_entropy_gap: float | None = 0.1  # None: the entropy claim is not checked
     seed: int = 0
 
     def __post_init__(self):
         check_subset("toys", self.toys, toys.TOYS_2D)
         check_positive_fields(self, ("n_train", "n_test", "num_layers", "num_bins", "epochs",
                                      "batch_size"))
-        if self.learning_rate <= 0 or self.tail_bound <= 0 or self.max_entropy_gap <= 0:
-            raise ValueError("`learning_rate`, `tail_bound` and `max_entropy_gap` must be > 0.")
+        if self.learning_rate <= 0 or self.tail_bound <= 0:
+            raise ValueError("`learning_rate` and `tail_bound` must be > 0.")
+        if self.max_entropy_gap is not None and not self.max_entropy_gap > 0:
+            raise ValueError("`max_entropy_gap` must be > 0 or None.")
 
 
 QUICK = dict(
@@ -73,17 +81,22 @@ QUICK = dict(
     epochs=6,
     batch_size=256,
     learning_rate=3e-3,
-    max_entropy_gap=0.5,
+    max_entropy_gap=None,  # 6 epochs leave a 0.16-nat training gap: not checked
 )
 
 
-def gaussian_nll(train: jax.Array, test: jax.Array) -> float:
-    """Test NLL of the maximum-likelihood full-covariance Gaussian of ``train``."""
+def gaussian_log_prob(train: jax.Array, test: jax.Array) -> jax.Array:
+    """Per-point log-density of the maximum-likelihood full-covariance Gaussian of ``train``."""
     mean = jnp.mean(train, axis=0)
     cov = jnp.cov(train.T)
     d = test - mean
     maha = jnp.einsum("ni,ij,nj->n", d, jnp.linalg.inv(cov), d)
-    return float(jnp.mean(0.5 * maha) + 0.5 * jnp.linalg.slogdet(2 * math.pi * cov)[1])
+    return -0.5 * maha - 0.5 * jnp.linalg.slogdet(2 * math.pi * cov)[1]
+
+
+def gaussian_nll(train: jax.Array, test: jax.Array) -> float:
+    """Test NLL of the maximum-likelihood full-covariance Gaussian of ``train``."""
+    return float(-jnp.mean(gaussian_log_prob(train, test)))
 
 
 def run(config: Config, workdir=None) -> dict:
@@ -102,8 +115,13 @@ def run(config: Config, workdir=None) -> dict:
                                      hidden=config.hidden)
         fitted = fit_flow(k_fit, flow, params, train, config=fit_cfg)
         log_prob = jax.jit(flow.log_prob)
-        nll = float(-jnp.mean(log_prob(fitted.params, test)))
-        results[name] = {"test_nll": nll, "gaussian_nll": gaussian_nll(train, test)}
+        lp = log_prob(fitted.params, test)
+        lp_gauss = gaussian_log_prob(train, test)
+        diff = lp - lp_gauss
+        results[name] = {"test_nll": float(-jnp.mean(lp)),
+                         "gaussian_nll": float(-jnp.mean(lp_gauss)),
+                         "test_nll_se": float(jnp.std(lp) / math.sqrt(config.n_test)),
+                         "gain_over_gaussian_se": float(jnp.std(diff) / math.sqrt(config.n_test))}
         if workdir is not None:
             samples = flow.sample(fitted.params, k_sample, 20_000)
             g = jnp.linspace(-5.0, 5.0, 200)
@@ -117,11 +135,20 @@ def run(config: Config, workdir=None) -> dict:
         gap = results["checkerboard"]["test_nll"] - toys.CHECKERBOARD_ENTROPY
         metrics["checkerboard_entropy"] = toys.CHECKERBOARD_ENTROPY
         metrics["checkerboard_entropy_gap"] = gap
-        checks.append(check(f"checkerboard test NLL within {config.max_entropy_gap} nats of "
-                            "its entropy log 32", gap, gap < config.max_entropy_gap))
-    better = {n: r["test_nll"] < r["gaussian_nll"] for n, r in results.items()}
-    checks.append(check("flow beats a Gaussian fit on every toy (test NLL)",
-                        f"{sum(better.values())}/{len(better)}", all(better.values())))
+        claim = "checkerboard test NLL close to its entropy log 32 = 3.466 nats"
+        if config.max_entropy_gap is None:
+            checks.append(not_checked(claim, "6 epochs leave a training gap (0.16 nats "
+                                      "measured); the full preset (40 epochs) checks < 0.1",
+                                      gap))
+        else:
+            checks.append(check(f"{claim} (gap < {config.max_entropy_gap})", gap,
+                                gap < config.max_entropy_gap))
+    # the flow's gain is tested on the same test points as the Gaussian's: paired SE
+    better = {n: r["gaussian_nll"] - r["test_nll"] > 3 * r["gain_over_gaussian_se"]
+              for n, r in results.items()}
+    checks.append(check("flow beats a Gaussian fit on every toy (test NLL lower by > 3 "
+                        "paired SE)", f"{sum(better.values())}/{len(better)}",
+                        all(better.values())))
     metrics["checks"] = checks
     if workdir is not None:
         _plot(panels, workdir / "samples_density.png")

@@ -15,9 +15,15 @@ having a reduced latent space", and their likelihood stays exact. Here:
       convolution 64 -> 16, coupling layers) against a bijective flow with the same
       number of coupling layers, and a grid of samples.
 
-Checks: on each task the funnel's test NLL (or bits/dim) is within ``match_tolerance``
-nats (``match_tolerance_bpd`` bits/dim) of the bijective flow's or better, with a
-smaller latent space; the checkerboard gap to its entropy is below ``max_entropy_gap``.
+Checks: on each task the funnel's test NLL (or bits/dim) is within 3 standard errors of
+the bijective flow's or better, with a smaller latent space. Both are evaluated on the
+same test events, so the error is that of the paired difference,
+std(log p_funnel - log p_bijective) / sqrt(n_test) (divided by 64 ln 2 for bits/dim); it
+covers the test sample, not the seed-to-seed training spread. The checkerboard gap to
+its entropy is below ``max_entropy_gap`` (0.15 nats, the claim's "close to the bound";
+the test NLL's own error, std(log p) / sqrt(5e4), is ~0.003); the quick preset, seconds
+of affine-coupling training, cannot approach the bound (gap ~1 nat), so there it is NOT
+CHECKED (``max_entropy_gap=None``).
 The hyper-checkerboard and Gaussian gaps to the exact entropy are reported.
 
 Command::
@@ -49,6 +55,7 @@ from experiments import check
 from experiments import check_positive_fields
 from experiments import check_subset
 from experiments import main
+from experiments import not_checked
 from jaxgen.data import toys
 from jaxgen.data.digits import load_digits
 from jaxgen.flows import AffineTransformer
@@ -104,9 +111,7 @@ class Config:
     digits_learning_rate: float = 1e-3
     digits_eval_draws: int = 8
     # checks
-    match_tolerance: float = 0.05
-    match_tolerance_bpd: float = 0.05
-    max_entropy_gap: float = 0.15
+    max_entropy_gap: float | None = 0.15  # None: the entropy claim is not checked
     seed: int = 0
 
     def __post_init__(self):
@@ -115,8 +120,9 @@ class Config:
                                      "batch_size", "hyper_dim", "hyper_latent", "gauss_dim",
                                      "gauss_rank", "gauss_latent", "digits_layers", "digits_epochs",
                                      "digits_batch_size", "digits_eval_draws", "learning_rate",
-                                     "digits_learning_rate", "tail_bound", "match_tolerance",
-                                     "match_tolerance_bpd", "max_entropy_gap"))
+                                     "digits_learning_rate", "tail_bound"))
+        if self.max_entropy_gap is not None and not self.max_entropy_gap > 0:
+            raise ValueError("`max_entropy_gap` must be > 0 or None.")
         if not 1 <= self.hyper_latent < self.hyper_dim or self.hyper_dim < 2:
             raise ValueError(f"`hyper_latent` must be in [1, hyper_dim) with hyper_dim >= 2; "
                              f"got {self.hyper_latent}, {self.hyper_dim}.")
@@ -154,9 +160,7 @@ QUICK = dict(
     digits_epochs=6,
     digits_learning_rate=3e-3,
     digits_eval_draws=2,
-    match_tolerance=0.5,
-    match_tolerance_bpd=0.5,
-    max_entropy_gap=1.5,  # seconds of training with affine couplings: a smoke threshold
+    max_entropy_gap=None,  # seconds of affine-coupling training: the bound is out of reach
 )
 
 
@@ -202,11 +206,25 @@ def _train(flow, params, data, key, *, epochs, batch_size, learning_rate, val_fr
     return fit(flow.nll, params, data, key=key, config=config).params
 
 
-def _mean_log_prob(flow, params, x, key, draws=1):
-    """Mean log-likelihood over events (averaged over ``draws`` noise draws if stochastic)."""
+Z_MATCH = 3.0  # "matches": within 3 standard errors of the paired test difference
+PAPER_MATCH = "funnels 'improve upon or match' bijective flows (abstract)"
+
+
+def _log_probs(flow, params, x, key, draws=1) -> np.ndarray:
+    """Per-event log-likelihood (averaged over ``draws`` noise draws if stochastic)."""
     lp = jax.jit(flow.log_prob)
     keys = jax.random.split(key, draws)
-    return float(np.mean([np.mean(np.asarray(lp(params, x, k))) for k in keys]))
+    return np.mean([np.asarray(lp(params, x, k), np.float64) for k in keys], axis=0)
+
+
+def _mean_log_prob(flow, params, x, key, draws=1):
+    """Mean log-likelihood over events (averaged over ``draws`` noise draws if stochastic)."""
+    return float(np.mean(_log_probs(flow, params, x, key, draws)))
+
+
+def _paired_se(lp_a: np.ndarray, lp_b: np.ndarray) -> float:
+    """Standard error of mean(lp_a) - mean(lp_b) on the same events."""
+    return float(np.std(lp_a - lp_b) / math.sqrt(len(lp_a)))
 
 
 def _pair(config, key, dim, latent, train, test, *, funnel_kwargs):
@@ -225,9 +243,12 @@ def _pair(config, key, dim, latent, train, test, *, funnel_kwargs):
                     learning_rate=config.learning_rate, val_fraction=config.val_fraction)
     p_funnel = _train(funnel, p_funnel, train, k_fit_f, **train_kw)
     p_bij = _train(bijective, p_bij, train, k_fit_b, **train_kw)
+    lp_f = _log_probs(funnel, p_funnel, test, key)
+    lp_b = _log_probs(bijective, p_bij, test, key)
     return {
-        "funnel_nll": -_mean_log_prob(funnel, p_funnel, test, key),
-        "bijective_nll": -_mean_log_prob(bijective, p_bij, test, key),
+        "funnel_nll": float(-lp_f.mean()),
+        "bijective_nll": float(-lp_b.mean()),
+        "difference_se": _paired_se(lp_f, lp_b),
         "funnel_latent_dim": funnel.latent_dim,
         "bijective_latent_dim": dim,
         "funnel_params": _num_params(p_funnel),
@@ -290,13 +311,19 @@ def _checkerboard(config, key, funnel_kwargs, metrics, checks):
     res, models = _pair(config, k_models, 2, 1, train, test, funnel_kwargs=funnel_kwargs)
     res["entropy"] = toys.CHECKERBOARD_ENTROPY
     metrics["checkerboard"] = res
-    checks.append(check(f"checkerboard: funnel (latent 1) NLL within {config.match_tolerance} "
-                        "nats of the bijective flow (latent 2) or better",
+    tol = Z_MATCH * res["difference_se"]
+    checks.append(check(f"checkerboard: funnel (latent 1) NLL within 3 paired SE ({tol:.3f} "
+                        "nats) of the bijective flow (latent 2) or better",
                         res["funnel_nll"] - res["bijective_nll"],
-                        res["funnel_nll"] - res["bijective_nll"] < config.match_tolerance))
-    checks.append(check(f"checkerboard: funnel NLL within {config.max_entropy_gap} nats of "
-                        "the entropy log 32", res["funnel_nll"] - res["entropy"],
-                        res["funnel_nll"] - res["entropy"] < config.max_entropy_gap))
+                        res["funnel_nll"] - res["bijective_nll"] < tol, paper=PAPER_MATCH))
+    gap = res["funnel_nll"] - res["entropy"]
+    claim = "checkerboard: funnel NLL close to the entropy log 32 = 3.466 nats"
+    if config.max_entropy_gap is None:
+        checks.append(not_checked(claim, "seconds of affine-coupling training cannot approach "
+                                  "the bound; the full preset checks a gap < 0.15 nats", gap))
+    else:
+        checks.append(check(f"{claim} (gap < {config.max_entropy_gap})", gap,
+                            gap < config.max_entropy_gap))
     return models
 
 
@@ -311,10 +338,11 @@ def _hyper(config, key, funnel_kwargs, metrics, checks):
     hyper["funnel_gap"] = hyper["funnel_nll"] - hyper["entropy"]
     hyper["bijective_gap"] = hyper["bijective_nll"] - hyper["entropy"]
     metrics["hyper_checkerboard"] = hyper
+    tol = Z_MATCH * hyper["difference_se"]  # the entropy cancels in the difference
     checks.append(check(f"hyper-checkerboard d={d}: funnel (latent {config.hyper_latent}) "
-                        f"NLL gap within {config.match_tolerance} nats of the bijective "
+                        f"NLL gap within 3 paired SE ({tol:.3f} nats) of the bijective "
                         "flow's or better", hyper["funnel_gap"] - hyper["bijective_gap"],
-                        hyper["funnel_gap"] - hyper["bijective_gap"] < config.match_tolerance))
+                        hyper["funnel_gap"] - hyper["bijective_gap"] < tol, paper=PAPER_MATCH))
 
 
 def _gaussian(config, key, metrics, checks):
@@ -331,11 +359,12 @@ def _gaussian(config, key, metrics, checks):
     gauss["funnel_gap"] = gauss["funnel_nll"] - gauss["entropy"]
     gauss["bijective_gap"] = gauss["bijective_nll"] - gauss["entropy"]
     metrics["gaussian"] = gauss
+    tol = Z_MATCH * gauss["difference_se"]  # the entropy cancels in the difference
     checks.append(check(f"Gaussian d={d} (rank {config.gauss_rank} + noise): funnel (latent "
-                        f"{config.gauss_latent}) NLL gap to the exact entropy within "
-                        f"{config.match_tolerance} nats of the bijective flow's or better",
+                        f"{config.gauss_latent}) NLL gap to the exact entropy within 3 paired "
+                        f"SE ({tol:.3f} nats) of the bijective flow's or better",
                         gauss["funnel_gap"] - gauss["bijective_gap"],
-                        gauss["funnel_gap"] - gauss["bijective_gap"] < config.match_tolerance))
+                        gauss["funnel_gap"] - gauss["bijective_gap"] < tol, paper=PAPER_MATCH))
 
 
 def _digits(config, key, metrics, checks):
@@ -351,11 +380,14 @@ def _digits(config, key, metrics, checks):
     p_f = _train(funnel, p_f, train_img, k_fit_f, **train_kw)
     p_b = _train(bijective, p_b, train_img, k_fit_b, **train_kw)
     draws = config.digits_eval_draws
+    lp_f = _log_probs(funnel, p_f, test_img, k_eval, draws)
+    lp_b = _log_probs(bijective, p_b, test_img, k_eval, draws)
+    to_bpd = 1.0 / (64 * math.log(2))
     digits = {
-        "funnel_bpd": float(bits_per_dim(_mean_log_prob(funnel, p_f, test_img, k_eval, draws),
-                                         64)),
-        "bijective_bpd": float(bits_per_dim(_mean_log_prob(bijective, p_b, test_img, k_eval,
-                                                           draws), 64)),
+        "funnel_bpd": float(bits_per_dim(lp_f.mean(), 64)),
+        "bijective_bpd": float(bits_per_dim(lp_b.mean(), 64)),
+        "difference_se_bpd": _paired_se(lp_f, lp_b) * to_bpd,
+        "bpd_se": float(max(np.std(lp_f), np.std(lp_b)) / math.sqrt(len(lp_f)) * to_bpd),
         "funnel_latent_dim": funnel.latent_dim,
         "bijective_latent_dim": bijective.latent_dim,
         "funnel_params": _num_params(p_f),
@@ -365,13 +397,14 @@ def _digits(config, key, metrics, checks):
     }
     metrics["digits"] = digits
     diff = digits["funnel_bpd"] - digits["bijective_bpd"]
-    checks.append(check(f"digits: funnel (latent {funnel.latent_dim}) bits/dim within "
-                        f"{config.match_tolerance_bpd} of the bijective flow (latent 64) or "
-                        "better", diff, diff < config.match_tolerance_bpd))
-    checks.append(check("digits: both flows beat the uniform model (log2 17 = 4.09 bits/dim)",
-                        max(digits["funnel_bpd"], digits["bijective_bpd"]),
-                        max(digits["funnel_bpd"], digits["bijective_bpd"])
-                        < digits["uniform_bpd"]))
+    tol = Z_MATCH * digits["difference_se_bpd"]
+    checks.append(check(f"digits: funnel (latent {funnel.latent_dim}) bits/dim within 3 paired "
+                        f"SE ({tol:.3f}) of the bijective flow (latent 64) or better", diff,
+                        diff < tol, paper=PAPER_MATCH))
+    worst = max(digits["funnel_bpd"], digits["bijective_bpd"])
+    checks.append(check("digits: both flows beat the uniform model (log2 17 = 4.09 bits/dim) "
+                        "by > 3 SE of the test bits/dim", worst,
+                        worst + 3 * digits["bpd_se"] < digits["uniform_bpd"]))
     return funnel, p_f, bijective, p_b, np.asarray(test_img)
 
 

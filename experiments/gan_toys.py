@@ -104,6 +104,11 @@ class Config:
             raise ValueError(f"`max_kl` must be > 0; got {self.max_kl}.")
 
 
+# the baselines' figures quoted in the docstring (PacGAN, VEEGAN)
+PAPER_MODES = {"ring": "VEEGAN 8/8 (its GAN 1/8)",
+               "grid": "PacGAN: GAN 17.3, PacGAN2 23.8; VEEGAN 24.6 of 25"}
+PAPER_KL = {"grid": "PacGAN: GAN 0.70, PacGAN2 0.13"}
+
 # The ring only: the grid needs the default's 6000 steps (at 1500 steps and 3x64 units
 # every loss covered 0-3 of 25 modes).
 QUICK = dict(toys=("ring",), seeds=1, steps=1500, hidden=(64, 64, 64))
@@ -167,11 +172,17 @@ def run(config: Config, workdir=None) -> dict:
                 "high_quality_fraction": hq.tolist(),
                 "mode_kl": kl.tolist(),
             }
+            # The thresholds are the baselines' published figures, not statistical bounds:
+            # a mode is covered by >= 20 of 2500 samples (mean 312 per ring mode), so
+            # sampling noise cannot hide or fake one; the KL of covering m of k equal modes
+            # evenly is log(k / m): 0.7 fails a ring GAN that covers < 4 of 8 modes (its
+            # sampling bias, (k - 1) / (2 n), is 0.001 on the ring and 0.005 on the grid).
             checks.append(check(f"{name}, {loss}: mean modes covered >= {need}/{k}",
                                 f"{covered.mean():.1f}/{k} (seeds {covered.tolist()})",
-                                covered.mean() >= need))
+                                covered.mean() >= need, paper=PAPER_MODES[name]))
             checks.append(check(f"{name}, {loss}: mean mode KL < {config.max_kl}",
-                                float(kl.mean()), kl.mean() < config.max_kl))
+                                float(kl.mean()), kl.mean() < config.max_kl,
+                                paper=PAPER_KL.get(name)))
         panels.append((name, np.asarray(x[:2500]), np.asarray(samples[:, 0]),
                        np.asarray(stats.modes_covered[:, 0])))
     _print_table(config, results)

@@ -11,9 +11,13 @@ classifier's maximum-likelihood estimate of mu from N events reaches the optimal
 estimator's variance 1/N.
 
 Command: ``python -m experiments.multievent_gaussian [--quick]``.
-Expected (quick, 2 cores, ~30 s): logit-sum AUC within 0.02 of Phi(mu sqrt(2N)) for
-N in (1, 5, 20); deep sets not above the optimum by more than 0.02; MLE variance within
-30% of 1/N.
+Checks, with tolerances from the test statistics: the logit-sum AUC is within 3
+standard errors of Phi(mu sqrt(2N)) at every N, and the deep-sets AUC not above it by
+more than 3 SE, the SE of an empirical AUC on n_test_sets sets per class from Hanley &
+McNeil (1982) at the analytic AUC (0.0055-0.0064 at the quick preset's 4000 sets); the
+MLE variance is within 3 SE of 1/N, the relative SE of a sample variance of
+reg_test_sets Gaussian estimates being sqrt(2 / (reg_test_sets - 1)) (0.063 at the quick
+preset's 500 sets).
 """
 
 from __future__ import annotations
@@ -49,8 +53,6 @@ class Config:
     reg_set_size: int = 20
     reg_n_train: int = 100_000
     reg_test_sets: int = 2000
-    auc_tolerance: float = 0.02
-    var_tolerance: float = 0.3
 
     def __post_init__(self):
         check_positive_fields(self, ("n_train_events", "n_test_sets", "epochs", "batch_size",
@@ -71,6 +73,13 @@ QUICK = {
     "reg_n_train": 20_000,
     "reg_test_sets": 500,
 }
+
+
+def auc_se(auc: np.ndarray, n: int) -> np.ndarray:
+    """Hanley & McNeil (1982) standard error of an empirical AUC with ``n`` per class."""
+    a = np.asarray(auc, np.float64)
+    q1, q2 = a / (2 - a), 2 * a**2 / (1 + a)
+    return np.sqrt((a * (1 - a) + (n - 1) * (q1 - a**2) + (n - 1) * (q2 - a**2)) / n**2)
 
 
 def run(config: Config, workdir=None) -> dict:
@@ -105,22 +114,27 @@ def run(config: Config, workdir=None) -> dict:
     )
     est = reg.pop("estimates")
     an, ls, ds = (np.array(study[k]) for k in ("analytic", "logit_sum", "deep_sets"))
-    tol = config.auc_tolerance
+    se = auc_se(an, config.n_test_sets)
+    var_tol = 3.0 * np.sqrt(2.0 / (config.reg_test_sets - 1))
     checks = [
         check(
-            f"summed per-instance logits reach Phi(mu sqrt(2N)) (max |dAUC| < {tol})",
+            "summed per-instance logits reach Phi(mu sqrt(2N)) (|dAUC| < 3 SE at every N, "
+            f"3 SE <= {3 * se.max():.4f})",
             float(np.abs(ls - an).max()),
-            bool(np.abs(ls - an).max() < tol),
+            bool(np.all(np.abs(ls - an) < 3 * se)),
+            paper="the logit sum is the optimal set classifier",
         ),
         check(
-            f"deep sets trained on sets do not beat the optimum (max excess < {tol})",
+            "deep sets trained on sets do not beat the optimum (excess < 3 SE at every N)",
             float((ds - an).max()),
-            bool((ds - an).max() < tol),
+            bool(np.all(ds - an < 3 * se)),
+            paper="no gain from training on sets",
         ),
         check(
-            f"parametrised-classifier MLE variance within {config.var_tolerance:.0%} of 1/N",
+            f"parametrised-classifier MLE variance within 3 SE ({var_tol:.0%}) of 1/N",
             reg["mle_var"] / reg["optimal_var"],
-            abs(reg["mle_var"] / reg["optimal_var"] - 1) < config.var_tolerance,
+            abs(reg["mle_var"] / reg["optimal_var"] - 1) < var_tol,
+            paper="1/N (Cramer-Rao)",
         ),
     ]
     if workdir is not None:

@@ -24,7 +24,9 @@ z-scores below 5 (max 2.0 in the quick run; 3.4 in the default run, P(layer 1 em
 depends on the machine: 160,000 showers/s (quick run in ``experiments.reproduce``) on 2
 CPU cores of a shared VM, where the page faults of the fresh output buffer vary from run
 to run and push single runs down to about 95,000/s (see ``benchmarks/showers.py``);
-22 s in all (--quick: 17 s).
+22 s in all (--quick: 17 s). When the 1-minute load average exceeds 1.5x the cores
+(other jobs share the machine; 39,000/s was measured at load 8 on 2 cores), the
+throughput claim is reported NOT CHECKED.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import os
 import pathlib
 import time
 
@@ -40,6 +43,7 @@ import numpy as np
 
 from experiments import check
 from experiments import main
+from experiments import not_checked
 from jaxgen.data import showers as S
 from jaxgen.plot import save_figure
 
@@ -131,6 +135,9 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
     print(f"simulating {config.n_showers} showers...", flush=True)
     s = S.simulate(key, config.n_showers, cfg)
     rate, compile_s = _throughput(key, config.throughput_showers, cfg)
+    # 1-minute load average over the timing; the simulator itself keeps every core busy
+    load = os.getloadavg()[0]
+    n_cpu = len(os.sched_getaffinity(0))
     counts = np.asarray(s.counts, np.float64)
     energy = np.asarray(s.layer_energy, np.float64)
     e0 = np.asarray(s.energy, np.float64)
@@ -152,6 +159,7 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
         "kept_fraction": float(kept.mean()),
         "dropped_fraction": float(1 - kept.mean()) if config.drop_empty else 0.0,
         "showers_per_s": rate,
+        "load_average_1min": load,
         "compile_s": compile_s,
         "max_energy_imbalance": float(balance.max()),
     }
@@ -173,17 +181,32 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
         zs["kept"] = _z_frac(kept, (r["counts"] > 0).all(-1))
         metrics["reference_z"] = zs
         worst = max(zs.values())
+        # 10 two-sample z-tests (3 layers x points, energy, P(empty); the kept fraction):
+        # if the simulators agree, P(max |z| > 5) <= 10 * 5.7e-7; a difference of 5
+        # standard errors of the comparison (e.g. 2.6 of the ~20 points in layer 0 at
+        # the quick preset's 400 reference showers) fails it.
         checks.append(check(
             f"per-layer points, energy, P(empty) and kept fraction agree with the plain "
             f"reference (max two-sample z <= {config.z_max})", worst, worst <= config.z_max))
+    # float32 bookkeeping: every split rounds each daughter's energy (relative 6e-8), and
+    # the read-out sum adds up to ~1e2 points per layer, so the relative imbalance is at
+    # most ~1e2 unit roundoffs (6e-6); measured 1.4e-7, any lost particle is >= 1e-3.
     checks.append(check("energy conserved: read-out + escaped + unread = E0 (rel. <= 1e-5)",
                         metrics["max_energy_imbalance"],
                         metrics["max_energy_imbalance"] <= 1e-5))
     if config.throughput_showers:
-        checks.append(check(
-            f"throughput >= {config.throughput_goal:.0f} showers/s at "
-            f"{config.throughput_showers} per call (1000x SUPA's 140/s; machine-dependent, "
-            f"{jax.devices()[0].platform})", rate, rate >= config.throughput_goal))
+        claim = (f"throughput >= {config.throughput_goal:.0f} showers/s at "
+                 f"{config.throughput_showers} per call (1000x SUPA's 140/s; machine-dependent, "
+                 f"{jax.devices()[0].platform})")
+        paper = f"{SUPA_SHOWERS_PER_S:.0f} showers/s (released generator, one core)"
+        # A throughput is only measured on a machine the run has to itself: with a load
+        # above 1.5x the cores (the simulator alone accounts for ~1x), other jobs take
+        # the cores and the timing says nothing about the simulator.
+        if load > 1.5 * n_cpu:
+            checks.append(not_checked(claim, f"machine shared: load {load:.1f} on {n_cpu} "
+                                      "cores during the timing", rate, paper=paper))
+        else:
+            checks.append(check(claim, rate, rate >= config.throughput_goal, paper=paper))
     metrics["checks"] = checks
     if workdir is not None:
         _plots(s, cfg, kept, workdir)

@@ -49,6 +49,7 @@ import numpy as np
 from experiments import check
 from experiments import check_positive_fields
 from experiments import main
+from experiments import not_checked
 from jaxgen.data import trackml
 from jaxgen.methods import trackseeding as ts
 from jaxgen.methods.tracking import find_tracks
@@ -227,17 +228,27 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
     # not test them, so they are only checked at full scale.
     full_scale = config.n_particles >= 8000
     checks = []
+    # The goal (A >= 0.93 at <= 1 s, S >= 1.1) is the 3rd winner's accuracy at the 2nd's
+    # time; the winners' figures are recalled (methods note [mem]), 10 s is the abstract's.
+    claim_winners = ("Throughput-phase winners' level on full-scale events: accuracy >= 0.93 "
+                     "at <= 1 s/event, S >= 1.1")
+    paper_winners = "A = 0.944 at 0.56 s, S = 1.17 (winner; recalled)"
+    claim_speed = "faster than the design-time state of the art (10 s/event) at full scale"
+    measured_best = (f"A={best['throughput_accuracy']:.3f} t={best['seconds_per_event']:.2f}s "
+                     f"S={best['S']:.3f} ({config.n_particles} particles)")
     if full_scale:
         checks += [
-            check("Throughput-phase winners' level on full-scale events: accuracy >= 0.93 "
-                  "at <= 1 s/event, S >= 1.1",
-                  f"A={best['throughput_accuracy']:.3f} t={best['seconds_per_event']:.2f}s "
-                  f"S={best['S']:.3f} ({config.n_particles} particles)",
+            check(claim_winners, measured_best,
                   best["throughput_accuracy"] >= 0.93 and best["seconds_per_event"] <= 1.0
-                  and best["S"] >= 1.1),
-            check("faster than the design-time state of the art (10 s/event) at full scale",
-                  f"{best['seconds_per_event']:.2f} s", best["seconds_per_event"] < 10.0),
+                  and best["S"] >= 1.1, paper=paper_winners),
+            check(claim_speed, f"{best['seconds_per_event']:.2f} s",
+                  best["seconds_per_event"] < 10.0, paper="~10 s/event"),
         ]
+    else:
+        reason = "needs full-scale events (>= 8000 particles; the full preset)"
+        checks += [not_checked(claim_winners, reason, measured_best, paper=paper_winners),
+                   not_checked(claim_speed, reason, f"{best['seconds_per_event']:.2f} s",
+                               paper="~10 s/event")]
     checks += [
         # Two binomial errors: the threshold is the e-quantile of the N_val true doublets
         # of the training events' held-out part, so its efficiency on the population has
@@ -248,13 +259,18 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
               filt_eff >= config.filter_efficiency - 3 * np.sqrt(
                   config.filter_efficiency * (1 - config.filter_efficiency)
                   * (1 / max(n_true, 1) + 1 / max(filter_info["val_true_doublets"], 1)))),
+        # "most" taken literally (more than half); measured 0.08 at full scale. The
+        # binomial error of the kept fraction, sqrt(0.25 / n_fakes) < 0.005 for the > 1e4
+        # fakes of even the quick event, is negligible at this threshold.
         check("the seed filter removes most fake seed doublets",
               f"kept {fake_kept:.3f} of {n_all - n_true} fakes", fake_kept < 0.5),
     ]
     if config.real_subset:
         ra = metrics["real_subset"]["no_filter"]["accuracy"]
-        checks.append(check("the tracker transfers to real TrackML data (subset score > 0.75)",
-                            f"{ra:.3f}", ra > 0.75))
+        # 0.75 is no statistical bound: a floor below the measured 0.84 (and above the
+        # 0.745 the filtered tracker scored before the digitisation was calibrated)
+        checks.append(check("the tracker transfers to real TrackML data (subset score > 0.75; "
+                            "smoke check)", f"{ra:.3f}", ra > 0.75))
         # A track is lost only if all its seed doublets go, so the score may fall by at
         # most the fraction of true doublets that the filter drops on this event
         # (measured: 1 - its efficiency there).
@@ -266,7 +282,7 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
     if config.real_full:
         checks.append(check("runs on the complete real event (93,680 hits) in < 10 s",
                             f"{metrics['real_full']['seconds']:.2f} s",
-                            metrics["real_full"]["seconds"] < 10.0))
+                            metrics["real_full"]["seconds"] < 10.0, paper="~10 s/event"))
     metrics["checks"] = checks
     if workdir is not None:
         _plot(workdir, events[0], display_track, metrics)

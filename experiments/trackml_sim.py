@@ -165,9 +165,21 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
     noise_frac_real = float(1 - full.particles.nhits.sum() / len(full.hits.hit_id))
 
     barrel_pix = per_volume["8"]
+    # The tolerances are model allowances (how far a fast simulation may differ from the
+    # real detector), stated in the claims, not statistical bounds; the sampling noise is
+    # kept below them. TV: for fractions p_k from n_s and n_r hits, E|p_s - p_r| =
+    # sqrt(2/pi) sqrt(p_k (1 - p_k) (1/n_s + 1/n_r)), so E[TV] ~ 0.4 sum_k sqrt(p_k / n)
+    # (0.04 for the quick preset's ~4e3 hits on ~50 layers, 0.004 for the full run's 3e5),
+    # reported as tv_layers_noise. KS: the 95 % two-sample critical value is added to the
+    # allowance. Cluster sizes and residual widths: the standard error of a mean or a std
+    # over >= 1e3 hits is < 3 % of it, so the 30 % allowance is the model's.
+    fr = real_layers / real_layers.sum()
+    tv_noise = float(0.5 * np.sqrt(2 / np.pi) * np.sum(np.sqrt(
+        fr * (1 - fr) * (1 / max(sim_layers.sum(), 1) + 1 / real_layers.sum()))))
     checks = [
-        check("hits per volume/layer resemble the real event (TV of fractions < 0.1)",
-              tv_layers, tv_layers < 0.1),
+        check("hits per volume/layer resemble the real event (TV of fractions < 0.1, model "
+              f"allowance; sampling noise {tv_noise:.3f})",
+              tv_layers, tv_layers < 0.1, paper="~1e5 hits per event"),
         *[check(f"{n} of particles with hits resembles the real table "
                 "(KS < 95% critical + 0.1)", dist[n]["ks"],
                 dist[n]["ks"] < dist[n]["ks_critical_95"] + 0.1) for n in ("pt", "eta", "nhits")],
@@ -180,6 +192,7 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
                       - 1) < 0.3 for v in ("13", "17"))),
     ]
     metrics = {
+        "tv_layers_noise": tv_noise,
         "hits_per_event_sim": hits_per_event,
         "hits_real_event": len(full.hits.hit_id),
         "noise_fraction_sim": noise_frac_sim,

@@ -16,7 +16,7 @@ cells). The singlet regressor predicts the direction of a pixel-barrel hit's par
 Command::
 
     python -m experiments.trackseeding            # 2 train + 1 test full-scale events
-    python -m experiments.trackseeding --quick    # small events, < 1 min
+    python -m experiments.trackseeding --quick    # 1 full-scale training event, 12 epochs
 
 Expected (full run, seed 0, 67 s on the quiet 2-core machine): 2.2 M training and
 1.1 M test pairs, purity before selection 0.015; purity at 98 % efficiency overall
@@ -28,12 +28,15 @@ combined 0.389 from 0.185 before selection. Singlet mean cos(true, predicted): s
 The absolute purities are higher than the paper's because the pair window (|dphi| <=
 0.12, |z0| <= 200 mm) is already a selection and the simulated beam spot is narrow.
 
-The quick preset (one 1500-particle training event, 5 epochs) does not test the two
-simulated-purity claims and fails them (2/12 bins; overall 0.51 vs 0.55): at a sixth of
-the pile-up the spatial features alone are already pure. At full density with one
-training event and 12 epochs (33 s) the overall claim holds (0.236 vs 0.219) and 9 of
-the 10 bins with >= 500 true pairs; the per-bin claim needs the full run's two events
-and 20 epochs.
+The quick preset is one full-density training event and 12 epochs (the default's
+density; about 35 s quiet): at a sixth of the pile-up (the former quick preset, 1500
+particles) the spatial features alone are already pure and the overall claim failed
+(0.51 vs 0.55), while at full density with one training event and 12 epochs it holds
+(0.236 vs 0.219). The per-bin claim needs the full run's two training events and 20
+epochs (one event, 12 epochs: 9 of the 10 bins with >= 500 true pairs), so the quick
+preset reports it as NOT CHECKED. Quick run (seed 0, 310 s on the 2-core machine shared
+with ~6 other jobs): 11/12 bins, overall combined 0.247 vs spatial 0.217, singlet mean
+cos 0.911 vs 0.760, real subset 0.265 vs 0.215.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import numpy as np
 from experiments import check
 from experiments import check_positive_fields
 from experiments import main
+from experiments import not_checked
 from jaxgen.data import trackml
 from jaxgen.methods import trackseeding as ts
 from jaxgen.methods.tracking._tracker import prepare_hits
@@ -86,8 +90,12 @@ class Config:
             raise ValueError("`max_fakes_per_true` must be > 0.")
 
 
-QUICK = {"n_train_events": 1, "n_particles": 1500, "n_noise": 2800, "epochs": 5,
-         "singlet_hits": 3000, "min_true_per_bin": 10, "max_fakes_per_true": 10.0}
+# full density (the claims are about full pile-up), one training event, 12 epochs
+QUICK = {"n_train_events": 1, "epochs": 12, "singlet_hits": 5000}
+
+# the per-bin claim needs the full run's statistics: measured, one training event and 12
+# epochs hold it in 9 of 10 well-populated bins, two events and 20 epochs in 12/12
+PER_BIN_MIN_TRAIN_EVENTS, PER_BIN_MIN_EPOCHS = 2, 20
 
 
 def _pairs(events):
@@ -188,13 +196,25 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
     populated = [r for r in metrics["sim"]["bins"]
                  if np.isfinite(r["spatial"]) and np.isfinite(r["combined"])]
     better = [r["combined"] >= r["spatial"] for r in populated]
-    checks = [
-        check("combined >= spatial purity at 98% efficiency in every populated "
-              f"pT x |eta| bin (simulated, >= {config.min_true_per_bin} true pairs)",
-              f"{sum(better)}/{len(better)} bins", bool(better) and all(better)),
+    per_bin_claim = ("combined >= spatial purity at 98% efficiency in every populated "
+                     f"pT x |eta| bin (simulated, >= {config.min_true_per_bin} true pairs)")
+    per_bin = f"{sum(better)}/{len(better)} bins"
+    paper_bins = "combined best in every bin, 1.5-4x spatial"
+    if config.n_train_events >= PER_BIN_MIN_TRAIN_EVENTS and config.epochs >= PER_BIN_MIN_EPOCHS:
+        checks = [check(per_bin_claim, per_bin, bool(better) and all(better), paper=paper_bins)]
+    else:
+        checks = [not_checked(per_bin_claim, f"needs >= {PER_BIN_MIN_TRAIN_EVENTS} training "
+                              f"events and >= {PER_BIN_MIN_EPOCHS} epochs (the full preset)",
+                              per_bin, paper=paper_bins)]
+    # Directional claims, strict comparisons: at 1e6 test pairs the purity at 98 %
+    # efficiency has a binomial error of ~1e-3, far below the measured differences
+    # (0.264 vs 0.198 full, 0.236 vs 0.219 quick), and the comparison did fail at a sixth
+    # of the pile-up (0.51 vs 0.55).
+    checks += [
         check("cluster shapes raise the overall purity at 98% efficiency (simulated)",
               f"combined {sim_overall['combined']:.4f} vs spatial "
-              f"{sim_overall['spatial']:.4f}", sim_overall["combined"] > sim_overall["spatial"]),
+              f"{sim_overall['spatial']:.4f}", sim_overall["combined"] > sim_overall["spatial"],
+              paper="0.068 vs 0.025 at pT > 1 GeV, |eta| < 1"),
         check("a single cluster predicts the direction: combined beats spatial-only "
               "(mean cos)", f"{singlet['combined']['mean_cos']:.4f} vs "
               f"{singlet['spatial']['mean_cos']:.4f}",
@@ -204,7 +224,8 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
         ro = metrics["real"]["overall_purity"]
         checks.append(check("on the real subset, combined >= spatial overall purity at 98% "
                             "efficiency", f"{ro['combined']:.4f} vs {ro['spatial']:.4f}",
-                            ro["combined"] >= ro["spatial"]))
+                            ro["combined"] >= ro["spatial"],
+                            paper="0.068 vs 0.025 at pT > 1 GeV, |eta| < 1"))
     metrics["checks"] = checks
     if workdir is not None:
         _plot(workdir, metrics)
