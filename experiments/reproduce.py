@@ -213,11 +213,11 @@ def update_results(path: pathlib.Path, experiments: list[dict], all_names: list[
         lines += ["Not yet run at the full preset: " + ", ".join(f"`{n}`" for n in missing)
                   + ".", ""]
     for name, e in sorted(entries.items()):
-        papers = ", ".join(f"arXiv:{a}" for a in e["arxiv"])
+        extra = [f"arXiv:{a}" for a in e["arxiv"] if a not in e["title"]]
+        title = e["title"] + (f" ({', '.join(extra)})." if extra else "")
         lines += [
             f"## {name}", "",
-            f"{e['title']} ({papers}). Commit `{e['commit']}`, {e['date']}, "
-            f"{e['seconds']:.0f} s.", "",
+            f"{title} Commit `{e['commit']}`, {e['date']}, {e['seconds']:.0f} s.", "",
             "| claim | paper | ours | status |", "|---|---|---|---|",
         ]
         for r in e["rows"]:
