@@ -86,6 +86,14 @@ def mlp_classifier(hidden: Sequence[int] = (50, 50, 50)) -> nn.Module:
 
     Returns:
       ``MLP(hidden + (1,))``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.classifiers import mlp_classifier
+      >>> net = mlp_classifier((16, 16))
+      >>> params = net.init(jax.random.key(0), jnp.zeros((1, 3)))
+      >>> net.apply(params, jnp.zeros((5, 3))).shape      # one logit per event
+      (5, 1)
     """
     hidden = tuple(int(h) for h in hidden)
     for h in hidden:
@@ -148,6 +156,13 @@ def class_balance_weights(
 
     Raises:
       ValueError: if either class has a non-positive total weight.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxgen.classifiers import class_balance_weights
+      >>> w0, w1 = class_balance_weights(jnp.ones(4), jnp.ones(2))
+      >>> float(w0.sum()), float(w1.sum())
+      (4.0, 4.0)
     """
     w0 = jnp.asarray(w0, jnp.float32)
     w1 = jnp.asarray(w1, jnp.float32)
@@ -250,6 +265,16 @@ def ensemble_weights(
     Returns:
       ``(mean, std)``, each ``(n,)``: the member average and the member standard
       deviation (``ddof=1``; zeros for ``K = 1``).
+
+    Example:
+      Two members that disagree on two events; each member's weights
+      ``f / (1 - f) = exp(logit)`` are normalised to mean 1, then averaged:
+
+      >>> import jax.numpy as jnp
+      >>> from jaxgen.classifiers import ensemble_weights
+      >>> w, spread = ensemble_weights(jnp.log(jnp.array([[1.0, 3.0], [3.0, 1.0]])))
+      >>> print(w, spread)          # mean (1, 1); spread |1.5 - 0.5| / sqrt(2)
+      [1. 1.] [0.70710677 0.70710677]
     """
     logits = jnp.asarray(logits, jnp.float32)
     check_array("logits", logits, ndim=2)

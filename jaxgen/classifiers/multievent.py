@@ -37,6 +37,12 @@ def make_sets(x: jax.typing.ArrayLike, set_size: int) -> jax.Array:
 
     Raises:
       ValueError: if there are fewer events than ``set_size``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxgen.classifiers import make_sets
+      >>> make_sets(jnp.zeros((10, 2)), 3).shape     # the last event is left out
+      (3, 3, 2)
     """
     check_positive("set_size", set_size)
     x = as_events("x", x)

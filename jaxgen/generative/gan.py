@@ -494,6 +494,14 @@ def mlp_gan(
 
     Returns:
       ``(spec, g_params, d_params)``.
+
+    Example:
+      >>> import jax
+      >>> from jaxgen.generative import mlp_gan, sample
+      >>> spec, g_params, d_params = mlp_gan(jax.random.key(0), dim=2, g_hidden=(8,), d_hidden=(8,))
+      >>> x = sample(spec, g_params, jax.random.key(1), 5)
+      >>> x.shape, spec.discriminate(d_params, x).shape
+      ((5, 2), (5,))
     """
     for name, v in (("dim", dim), ("latent_dim", latent_dim)):
         check_positive(name, v)

@@ -110,6 +110,12 @@ def effective_sample_size(weights: jax.typing.ArrayLike, axis: int = -1) -> jax.
 
     Returns:
       The effective number of events; equals ``n`` for uniform weights.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxgen.classifiers import effective_sample_size
+      >>> float(effective_sample_size(jnp.array([1.0, 1.0, 2.0, 0.0])))   # 4^2 / 6
+      2.666...
     """
     w = jnp.asarray(weights, jnp.float32)
     return jnp.sum(w, axis=axis) ** 2 / jnp.sum(w**2, axis=axis)

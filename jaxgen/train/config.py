@@ -63,7 +63,17 @@ class FitConfig:
 
 
 def make_optimizer(config: FitConfig, total_steps: int) -> optax.GradientTransformation:
-    """Adam(W) with cosine decay over ``total_steps`` and global-norm clipping."""
+    """Adam(W) with cosine decay over ``total_steps`` and global-norm clipping.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxgen.train import FitConfig, make_optimizer
+      >>> opt = make_optimizer(FitConfig(learning_rate=1e-3), total_steps=100)
+      >>> state = opt.init({"w": jnp.zeros(3)})
+      >>> updates, state = opt.update({"w": jnp.ones(3)}, state, {"w": jnp.zeros(3)})
+      >>> updates["w"].shape
+      (3,)
+    """
     if config.schedule == "cosine":
         lr = optax.cosine_decay_schedule(config.learning_rate, max(total_steps, 1))
     else:

@@ -555,5 +555,13 @@ def fit_ensemble(
 
 
 def poisson_bootstrap_weights(key: jax.Array, num_members: int, n: int) -> jax.Array:
-    """Poisson(1) bootstrap weights of shape ``(num_members, n)``."""
+    """Poisson(1) bootstrap weights of shape ``(num_members, n)``.
+
+    Example:
+      >>> import jax
+      >>> from jaxgen.train import poisson_bootstrap_weights
+      >>> w = poisson_bootstrap_weights(jax.random.key(0), 8, 10_000)
+      >>> w.shape, abs(float(w.mean()) - 1.0) < 0.01     # Poisson(1): mean 1, sd 1/sqrt(8e4)
+      ((8, 10000), True)
+    """
     return jax.random.poisson(key, 1.0, (num_members, n)).astype(jnp.float32)

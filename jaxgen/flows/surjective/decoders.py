@@ -180,7 +180,13 @@ def make_decoder(
     num_bins: int = 8,
     tail_bound: float = 4.0,
 ) -> GaussianDecoder | FlowDecoder:
-    """A decoder by name: ``"gaussian"`` or ``"flow"`` (the other arguments as above)."""
+    """A decoder by name: ``"gaussian"`` or ``"flow"`` (the other arguments as above).
+
+    Example:
+      >>> from jaxgen.flows.surjective import make_decoder
+      >>> type(make_decoder("flow", 2, hidden=(8,), num_layers=1)).__name__
+      'FlowDecoder'
+    """
     check_in("decoder", kind, DECODERS)
     if kind == "gaussian":
         return GaussianDecoder(dim, tuple(hidden))
