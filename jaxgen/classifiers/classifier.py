@@ -135,6 +135,12 @@ def bce_with_logits(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
     Returns:
       ``(n,)`` losses. Event weights are applied by the training engine (or the caller).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxgen.classifiers import bce_with_logits
+      >>> print(bce_with_logits(jnp.zeros(2), jnp.array([0.0, 1.0])))   # log 2 each
+      [0.6931472 0.6931472]
     """
     return optax.sigmoid_binary_cross_entropy(logits, labels)
 

@@ -40,7 +40,15 @@ def _check_images(x: jax.Array) -> None:
 
 
 def gaussian_jitter(key: jax.Array, x: jax.Array, std: float = 0.1) -> jax.Array:
-    """Adds ``N(0, std^2)`` noise to every entry of ``x`` of shape ``(n, ...)``."""
+    """Adds ``N(0, std^2)`` noise to every entry of ``x`` of shape ``(n, ...)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.generative import gaussian_jitter
+      >>> x = jnp.ones((5, 2))
+      >>> gaussian_jitter(jax.random.key(0), x, std=0.1).shape
+      (5, 2)
+    """
     check_positive("std", std, allow_zero=True)
     return x + std * jax.random.normal(key, x.shape, x.dtype)
 
@@ -50,6 +58,13 @@ def feature_dropout(key: jax.Array, x: jax.Array, rate: float = 0.1) -> jax.Arra
 
     Raises:
       ValueError: if ``rate`` is not in [0, 1).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.generative import feature_dropout
+      >>> x = jnp.ones((5, 2))
+      >>> feature_dropout(jax.random.key(0), x, rate=0.5).shape
+      (5, 2)
     """
     _check_rate("rate", rate)
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
@@ -61,6 +76,14 @@ def random_rotation_2d(key: jax.Array, x: jax.Array, max_angle: float = math.pi)
 
     Raises:
       ValueError: if ``x`` is not ``(n, 2)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.generative import random_rotation_2d
+      >>> x = jnp.ones((5, 2))
+      >>> y = random_rotation_2d(jax.random.key(0), x)
+      >>> jnp.allclose(jnp.linalg.norm(y, axis=1), jnp.sqrt(2.0)).item()   # norms kept
+      True
     """
     check_array("x", x, ndim=2, last_dim=2, finite=False)
     check_positive("max_angle", max_angle, allow_zero=True)
@@ -70,7 +93,15 @@ def random_rotation_2d(key: jax.Array, x: jax.Array, max_angle: float = math.pi)
 
 
 def random_scale(key: jax.Array, x: jax.Array, max_log_scale: float = 0.1) -> jax.Array:
-    """Multiplies each example of ``x`` ``(n, ...)`` by ``exp(u)``, ``u ~ U(-m, m)``."""
+    """Multiplies each example of ``x`` ``(n, ...)`` by ``exp(u)``, ``u ~ U(-m, m)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.generative import random_scale
+      >>> x = jnp.ones((5, 2))
+      >>> random_scale(jax.random.key(0), x, max_log_scale=0.1).shape
+      (5, 2)
+    """
     check_positive("max_log_scale", max_log_scale, allow_zero=True)
     u = jax.random.uniform(key, (x.shape[0],) + (1,) * (x.ndim - 1), x.dtype,
                            -max_log_scale, max_log_scale)
@@ -97,6 +128,13 @@ def random_shift(key: jax.Array, x: jax.Array, max_shift: int = 1) -> jax.Array:
 
     Returns:
       The shifted images, same shape as ``x``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.generative import random_shift
+      >>> x = jnp.ones((4, 8, 8))                 # four 8x8 images
+      >>> random_shift(jax.random.key(0), x, max_shift=1).shape
+      (4, 8, 8)
     """
     _check_images(x)
     check_positive("max_shift", max_shift, allow_zero=True)
@@ -116,7 +154,15 @@ def random_shift(key: jax.Array, x: jax.Array, max_shift: int = 1) -> jax.Array:
 
 
 def random_flip(key: jax.Array, x: jax.Array, p: float = 0.5) -> jax.Array:
-    """Flips each image of ``x`` ``(n, h, w[, c])`` left-right with probability ``p``."""
+    """Flips each image of ``x`` ``(n, h, w[, c])`` left-right with probability ``p``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.generative import random_flip
+      >>> x = jnp.ones((4, 8, 8))                 # four 8x8 images
+      >>> bool(jnp.all(random_flip(jax.random.key(0), x) == x))   # a flip of a flat image
+      True
+    """
     _check_images(x)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"`p` must be in [0, 1]; got {p!r}.")
@@ -125,7 +171,15 @@ def random_flip(key: jax.Array, x: jax.Array, p: float = 0.5) -> jax.Array:
 
 
 def gaussian_noise(key: jax.Array, x: jax.Array, std: float = 0.1) -> jax.Array:
-    """Adds per-pixel ``N(0, std^2)`` noise to images ``(n, h, w[, c])``."""
+    """Adds per-pixel ``N(0, std^2)`` noise to images ``(n, h, w[, c])``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.generative import gaussian_noise
+      >>> x = jnp.ones((4, 8, 8))                 # four 8x8 images
+      >>> gaussian_noise(jax.random.key(0), x, std=0.1).shape
+      (4, 8, 8)
+    """
     _check_images(x)
     return gaussian_jitter(key, x, std)
 
@@ -142,6 +196,14 @@ def cutout(key: jax.Array, x: jax.Array, size: int = 2) -> jax.Array:
 
     Returns:
       The images with one square zeroed each, same shape as ``x``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.generative import cutout
+      >>> x = jnp.ones((4, 8, 8))                 # four 8x8 images
+      >>> y = cutout(jax.random.key(0), x, size=2)
+      >>> y.shape, int((y == 0).sum(axis=(1, 2)).max()) <= 4   # at most one 2x2 square zeroed
+      ((4, 8, 8), True)
     """
     _check_images(x)
     check_positive("size", size)
@@ -159,7 +221,15 @@ def cutout(key: jax.Array, x: jax.Array, size: int = 2) -> jax.Array:
 
 
 def random_brightness(key: jax.Array, x: jax.Array, max_delta: float = 0.25) -> jax.Array:
-    """Adds one offset ``U(-max_delta, max_delta)`` per image (DiffAugment's ``brightness``)."""
+    """Adds one offset ``U(-max_delta, max_delta)`` per image (DiffAugment's ``brightness``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.generative import random_brightness
+      >>> x = jnp.ones((4, 8, 8))                 # four 8x8 images
+      >>> random_brightness(jax.random.key(0), x, max_delta=0.25).shape
+      (4, 8, 8)
+    """
     _check_images(x)
     check_positive("max_delta", max_delta, allow_zero=True)
     delta = jax.random.uniform(key, (x.shape[0],) + (1,) * (x.ndim - 1), x.dtype,
@@ -171,7 +241,15 @@ def random_brightness(key: jax.Array, x: jax.Array, max_delta: float = 0.25) -> 
 
 
 def compose(*augments: Augment) -> Augment:
-    """Chains augmentations ``f_1, ..., f_m`` with independent keys: ``f_m(...f_1(x))``."""
+    """Chains augmentations ``f_1, ..., f_m`` with independent keys: ``f_m(...f_1(x))``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.generative import compose, gaussian_jitter, random_rotation_2d
+      >>> augment = compose(random_rotation_2d, gaussian_jitter)   # applied in this order
+      >>> augment(jax.random.key(0), jnp.ones((5, 2))).shape
+      (5, 2)
+    """
     if not augments:
         raise ValueError("`compose` needs at least one augmentation.")
 
@@ -258,6 +336,13 @@ def diff_augment(key: jax.Array, x: jax.Array, p: float = 0.6, max_shift: int = 
 
     Returns:
       Augmented images, same shape as ``x``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.generative import diff_augment
+      >>> x = jnp.ones((4, 8, 8))                 # four 8x8 images
+      >>> diff_augment(jax.random.key(0), x, p=0.6).shape
+      (4, 8, 8)
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"`p` must be in [0, 1]; got {p!r}.")

@@ -73,6 +73,12 @@ def discriminator_loss(kind: str, real_logits: jax.Array, fake_logits: jax.Array
 
     Returns:
       A scalar.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxgen.generative import discriminator_loss
+      >>> round(float(discriminator_loss("hinge", jnp.array([2.0]), jnp.array([-2.0]))), 3)
+      0.0
     """
     check_in("kind", kind, LOSSES)
     if kind == "non_saturating":
@@ -85,7 +91,14 @@ def discriminator_loss(kind: str, real_logits: jax.Array, fake_logits: jax.Array
 
 
 def generator_loss(kind: str, fake_logits: jax.Array) -> jax.Array:
-    """Mean generator loss of kind ``kind`` on discriminator outputs ``(m,)`` for samples."""
+    """Mean generator loss of kind ``kind`` on discriminator outputs ``(m,)`` for samples.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxgen.generative import generator_loss
+      >>> round(float(generator_loss("non_saturating", jnp.zeros(3))), 4)   # log 2
+      0.6931
+    """
     check_in("kind", kind, LOSSES)
     if kind == "non_saturating":
         return jnp.mean(jax.nn.softplus(-fake_logits))
@@ -121,7 +134,17 @@ def gradient_penalty(
 
 
 def r1_penalty(discriminate: Callable, d_params: Params, real: jax.Array) -> jax.Array:
-    """R1 penalty ``E |grad_x D(x)|^2 / 2`` on data ``(n, ...)`` (without ``gamma``)."""
+    """R1 penalty ``E |grad_x D(x)|^2 / 2`` on data ``(n, ...)`` (without ``gamma``).
+
+    Example:
+      For a linear discriminator ``D(x) = w . x`` the gradient is ``w`` at every point, and the
+      penalty (``|grad D|^2 / 2``, averaged over the events) ``|w|^2 / 2``:
+
+      >>> import jax.numpy as jnp
+      >>> from jaxgen.generative import r1_penalty
+      >>> float(r1_penalty(lambda w, x: x @ w, jnp.array([3.0, 4.0]), jnp.ones((6, 2))))
+      12.5
+    """
     return 0.5 * jnp.mean(_input_grad_norm2(discriminate, d_params, real))
 
 

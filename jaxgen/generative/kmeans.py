@@ -49,12 +49,29 @@ def _sq_dist(x: jax.Array, c: jax.Array) -> jax.Array:
 
 
 def assign(centroids: jax.Array, x: jax.Array) -> jax.Array:
-    """Index ``(n,)`` of the nearest centroid ``(k, d)`` for each row of ``x`` ``(n, d)``."""
+    """Index ``(n,)`` of the nearest centroid ``(k, d)`` for each row of ``x`` ``(n, d)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxgen.generative import assign
+      >>> assign(jnp.array([[0.0], [10.0]]), jnp.array([[1.0], [9.0], [4.0]])).tolist()
+      [0, 1, 0]
+    """
     return jnp.argmin(_sq_dist(x, centroids), axis=-1).astype(jnp.int32)
 
 
 def kmeans_plus_plus(key: jax.Array, x: jax.Array, k: int) -> jax.Array:
-    """k-means++ seeding: ``(k, d)`` initial centres chosen among the rows of ``x`` ``(n, d)``."""
+    """k-means++ seeding: ``(k, d)`` initial centres chosen among the rows of ``x`` ``(n, d)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.generative import assign, kmeans_plus_plus
+      >>> x = jnp.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
+      >>> centroids = kmeans_plus_plus(jax.random.key(0), x, 2)
+      >>> labels = assign(centroids, x)
+      >>> labels.tolist() in ([0, 0, 1, 1], [1, 1, 0, 0])    # one centroid per pair
+      True
+    """
     n = x.shape[0]
     keys = jax.random.split(key, k)
     first = x[jax.random.randint(keys[0], (), 0, n)]

@@ -212,6 +212,11 @@ def num_train_steps(n: int, config: FitConfig, *, has_val_data: bool = False) ->
     """Total optimisation steps ``fit`` takes on ``n`` events (without early stopping).
 
     Useful for step schedules inside a loss (see the module docstring).
+
+    Example:
+      >>> from jaxgen.train import FitConfig, num_train_steps
+      >>> num_train_steps(1000, FitConfig(epochs=3, batch_size=100, val_fraction=0.0))
+      30
     """
     n_val = 0 if has_val_data or config.val_fraction == 0 else int(round(n * config.val_fraction))
     return config.epochs * ((n - n_val) // config.batch_size)
