@@ -13,7 +13,7 @@ from jaxgen.methods.cwola import select_at_efficiencies
 from jaxgen.methods.salad import SaladResult
 from jaxgen.methods.salad import sa_cwola_hunt
 from jaxgen.methods.salad import sa_cwola_loss
-from jaxgen.methods.salad import salad
+from jaxgen.methods.salad import salad_hunt
 from jaxgen.methods.salad import salad_weights
 from jaxgen.methods.salad import train_salad_reweighter
 
@@ -29,7 +29,7 @@ __all__ = [
     "idealized_tagger",
     "sa_cwola_hunt",
     "sa_cwola_loss",
-    "salad",
+    "salad_hunt",
     "salad_weights",
     "select_at_efficiencies",
     "supervised_tagger",

@@ -223,7 +223,7 @@ def sa_cwola_hunt(
 
 
 class SaladResult(NamedTuple):
-    """What ``salad`` returns.
+    """What ``salad_hunt`` returns.
 
     Attributes:
       tagger: the SR classifier's ``KFoldResult``; ``scores`` are out-of-fold scores of
@@ -316,7 +316,7 @@ def salad_weights(
     return jnp.mean(w, axis=0) if reweighter.ensemble else w
 
 
-def salad(
+def salad_hunt(
     key: jax.Array,
     x_data: jax.typing.ArrayLike,
     mjj_data: jax.typing.ArrayLike,
@@ -365,8 +365,9 @@ def salad(
       >>> md, ms = (jax.random.uniform(k, (200,), minval=3.1, maxval=3.9) for k in ks[2:4])
       >>> region = lambda m: 1 + (m > 3.3) + (m > 3.7)
       >>> cfg = FitConfig(epochs=2, batch_size=100, progress=False)
-      >>> res = salad(ks[4], xd, md, region(md), xs, ms, region(ms), n_folds=2, n_members=3,
-      ...             model=cwola_network((8,), dropout=0.0), config=cfg, reweighter_config=cfg)
+      >>> res = salad_hunt(ks[4], xd, md, region(md), xs, ms, region(ms), n_folds=2,
+      ...                  n_members=3, model=cwola_network((8,), dropout=0.0), config=cfg,
+      ...                  reweighter_config=cfg)
       >>> res.tagger.scores.shape, res.sim_weights.shape
       ((200,), (200,))
     """
