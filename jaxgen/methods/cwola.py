@@ -338,7 +338,9 @@ class KFoldResult(NamedTuple):
     member_folds: jax.Array
     fit: FitResult
 
-    def score(self, x: jax.typing.ArrayLike, folds: jax.typing.ArrayLike | None = None):
+    def score(
+        self, x: jax.typing.ArrayLike, folds: jax.typing.ArrayLike | None = None
+    ) -> jax.Array:
         """Scores new events: with ``folds``, out of fold; otherwise the mean of all members."""
         probs = jax.nn.sigmoid(classifier_logits(self.classifier, x))
         if folds is None:
