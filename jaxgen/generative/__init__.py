@@ -17,6 +17,11 @@ from jaxgen.generative.augment import random_rotation_2d
 from jaxgen.generative.augment import random_scale
 from jaxgen.generative.augment import random_shift
 from jaxgen.generative.augment import vector_augment
+from jaxgen.generative.autoencoder import AE_FIT_CONFIG
+from jaxgen.generative.autoencoder import Autoencoder
+from jaxgen.generative.autoencoder import DenseAutoencoder
+from jaxgen.generative.autoencoder import reconstruction_error
+from jaxgen.generative.autoencoder import train_autoencoder
 from jaxgen.generative.clustered import ClusteredConfig
 from jaxgen.generative.clustered import ClusteredGenerator
 from jaxgen.generative.clustered import fit_clustered_generator
@@ -54,6 +59,12 @@ from jaxgen.generative.probe import probe_logits
 from jaxgen.generative.probe import train_linear_probe
 
 __all__ = [
+    # Autoencoder anomaly score (issue 19).
+    "AE_FIT_CONFIG",
+    "Autoencoder",
+    "DenseAutoencoder",
+    "reconstruction_error",
+    "train_autoencoder",
     "LOSSES",
     "ClusteredConfig",
     "ClusteredGenerator",
