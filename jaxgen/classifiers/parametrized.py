@@ -52,8 +52,9 @@ class FactorizedLogit(nn.Module):
     from its units, and does so poorly where the reference sample is sparse (its far
     tail at the edges of the theta range): there its logit flattens, the weights are too
     small, and reweighted moments are pulled towards the reference (DCTR,
-    arXiv:1907.08209, reweighting N(0, 1) to N(+-2, 1): weighted-mean bias 0.2 with a 3x50
-    ReLU MLP, 0.03 with this network, at the same data and training).
+    arXiv:1907.08209, reweighting N(0, 1) to N(+-2, 1) with 1e5 pairs, mu ~ U[-2, 2]:
+    weighted mean 0.14-0.26 closer to 0 than the exact weights' with a 3x50 ReLU MLP,
+    within 0.07 of them, either way, with this network, at the same data and training).
 
     Attributes:
       num_params: ``p``, the number of trailing input columns that hold ``theta``.
