@@ -18,6 +18,8 @@ from jaxgen.classifiers.multievent import deep_sets_classifier
 from jaxgen.classifiers.multievent import instance_logits_from_logit_sum
 from jaxgen.classifiers.multievent import make_sets
 from jaxgen.classifiers.multievent import set_logits_from_instance
+from jaxgen.classifiers.parametrized import FactorizedLogit
+from jaxgen.classifiers.parametrized import factorized_classifier
 from jaxgen.classifiers.parametrized import maximum_likelihood_theta
 from jaxgen.classifiers.parametrized import parametrized_inputs
 from jaxgen.classifiers.parametrized import parametrized_logits
@@ -28,6 +30,7 @@ from jaxgen.metrics.classification import effective_sample_size
 __all__ = [
     "DEFAULT_FIT_CONFIG",
     "Classifier",
+    "FactorizedLogit",
     "LogitSum",
     "bce_with_logits",
     "class_balance_weights",
@@ -35,6 +38,7 @@ __all__ = [
     "deep_sets_classifier",
     "effective_sample_size",
     "ensemble_weights",
+    "factorized_classifier",
     "instance_logits_from_logit_sum",
     "likelihood_ratio_weights",
     "make_sets",

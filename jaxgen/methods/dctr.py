@@ -18,6 +18,13 @@ Tuning", PRD 101 (2020) 091901, arXiv:1907.08209.
    has its minimum at ``theta = theta_data``, since ``f(., theta_data)`` is then the
    optimal classifier of the two samples. The fit runs in the training engine
    (``jaxgen.train.fit``) with ``params = {"theta": ...}``.
+
+The default network is ``factorized_classifier`` (``logit = sum_k a_k(theta) b_k(x) +
+c(theta)``), not the paper's MLP on ``(x, theta)``: the MLP's weights are biased towards
+one at the edges of the theta range, where the reweighted distribution lives in the
+nominal sample's sparse tail (see ``jaxgen.classifiers.FactorizedLogit``). An ensemble
+(``ensemble_size``, trained in one ``vmap``) reweights and fits with its members' mean
+weight.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from jaxgen.classifiers.classifier import bce_with_logits
 from jaxgen.classifiers.classifier import class_balance_weights
 from jaxgen.classifiers.classifier import train_classifier
 from jaxgen.classifiers.parametrized import Simulator
+from jaxgen.classifiers.parametrized import factorized_classifier
+from jaxgen.classifiers.parametrized import parametrized_logits
 from jaxgen.classifiers.parametrized import parametrized_training_data
 from jaxgen.train import FitConfig
 from jaxgen.train import fit
@@ -47,6 +56,50 @@ from jaxgen.train import fit
 FIT_THETA_CONFIG = dataclasses.replace(
     DEFAULT_FIT_CONFIG, epochs=30, learning_rate=5e-2, schedule="cosine"
 )
+
+
+def ensemble_logits(
+    clf: Classifier, x: jax.typing.ArrayLike, theta: jax.typing.ArrayLike
+) -> jax.Array:
+    """``log w(x, theta)`` of a classifier, or of an ensemble's mean weight.
+
+    For ``K`` members the ratio is the member mean of ``exp(logit_k)``, so the logit is
+    ``logsumexp_k(logit_k) - log K``.
+
+    Args:
+      clf: a parametrised classifier from ``train`` (single or ensemble).
+      x: events ``(n, d)``.
+      theta: parameters ``(p,)`` or ``(n, p)``.
+
+    Returns:
+      ``(n,)`` logits.
+    """
+    logits = parametrized_logits(clf, x, theta)
+    if clf.ensemble:
+        logits = jax.nn.logsumexp(logits, axis=0) - jnp.log(logits.shape[0])
+    return logits
+
+
+def reweight(
+    clf: Classifier,
+    x: jax.typing.ArrayLike,
+    theta: jax.typing.ArrayLike,
+    *,
+    normalize: bool = True,
+) -> jax.Array:
+    """DCTR weights ``p(x|theta)/p(x|theta_ref)`` of reference events (ensemble mean).
+
+    Args:
+      clf: the classifier from ``train`` (single or ensemble).
+      x: reference events ``(n, d)``.
+      theta: target parameters ``(p,)`` or ``(n, p)``.
+      normalize: rescale to mean one.
+
+    Returns:
+      ``(n,)`` weights (``jaxgen.classifiers.reweight`` gives each member's).
+    """
+    w = jnp.exp(jnp.minimum(ensemble_logits(clf, x, theta), 80.0))
+    return w / jnp.mean(w) if normalize else w
 
 
 class ThetaFit(NamedTuple):
@@ -73,6 +126,7 @@ def train(
     n: int,
     model: nn.Module | None = None,
     config: FitConfig = DEFAULT_FIT_CONFIG,
+    ensemble_size: int | None = None,
 ) -> Classifier:
     """Trains the parametrised DCTR classifier ``f(x, theta)`` (arXiv:1907.08209).
 
@@ -83,29 +137,33 @@ def train(
       theta_low: ``(p,)`` lower edge of the training range.
       theta_high: ``(p,)`` upper edge.
       n: events per class.
-      model: logit network on ``(d + p)`` inputs (default 3x50 ReLU MLP).
+      model: logit network on ``(d + p)`` inputs; default ``factorized_classifier(p)``
+        (the paper's 3x50 ReLU MLP is ``mlp_classifier()``).
       config: training settings.
+      ensemble_size: train ``K`` members at once (one ``vmap``), differing by
+        initialisation and shuffling; ``reweight``, ``fit_theta`` and ``loss_scan`` use
+        their mean weight.
 
     Returns:
-      The trained ``Classifier``; ``jaxgen.classifiers.reweight(clf, x, theta)`` gives
-      the weights.
+      The trained ``Classifier`` (an ensemble if ``ensemble_size`` is given);
+      ``reweight(clf, x, theta)`` gives the weights.
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from jaxgen.classifiers import mlp_classifier, reweight
+      >>> from jaxgen.classifiers import factorized_classifier
       >>> from jaxgen.methods import dctr
       >>> from jaxgen.train import FitConfig
       >>> simulator = lambda key, theta: theta + jax.random.normal(key, theta.shape)  # N(theta, 1)
       >>> clf = dctr.train(jax.random.key(0), simulator, theta_ref=[0.0], theta_low=[-1.0],
-      ...                  theta_high=[1.0], n=5000, model=mlp_classifier((16, 16)),
+      ...                  theta_high=[1.0], n=5000, model=factorized_classifier(1, (16,), 4),
       ...                  config=FitConfig(epochs=2, batch_size=500, progress=False))
       >>> x0 = simulator(jax.random.key(1), jnp.zeros((1000, 1)))
-      >>> w = reweight(clf, x0, jnp.array([0.5]))        # weights taking N(0, 1) to N(0.5, 1)
+      >>> w = dctr.reweight(clf, x0, jnp.array([0.5]))   # weights taking N(0, 1) to N(0.5, 1)
       >>> w.shape
       (1000,)
     """
     k_data, k_fit = jax.random.split(key)
-    x0, x1, _, _ = parametrized_training_data(
+    x0, x1, _, theta = parametrized_training_data(
         k_data,
         simulator,
         theta_ref=theta_ref,
@@ -113,20 +171,36 @@ def train(
         theta_high=theta_high,
         n=n,
     )
-    clf, _ = train_classifier(k_fit, x0, x1, model=model, config=config)
+    model = factorized_classifier(theta.shape[-1]) if model is None else model
+    clf, _ = train_classifier(
+        k_fit, x0, x1, model=model, config=config, ensemble_size=ensemble_size
+    )
     return clf
 
 
+def _logits_fn(model, ensemble, params, shift, scale):
+    """``(x (n, d), theta (p,)) -> (n,)`` logits of the (ensemble-mean) ratio."""
+
+    def one(member_params, x, theta):
+        th = jnp.broadcast_to(theta, (x.shape[0], theta.shape[-1]))
+        inputs = (jnp.concatenate([x, th], -1) - shift) / scale
+        return model.apply(member_params, inputs)[..., 0]
+
+    def logits(x, theta):
+        if not ensemble:
+            return one(params, x, theta)
+        per_member = jax.vmap(one, in_axes=(0, None, None))(params, x, theta)
+        return jax.nn.logsumexp(per_member, axis=0) - jnp.log(per_member.shape[0])
+
+    return logits
+
+
 def _theta_loss(clf: Classifier):
-    model, params, shift, scale = clf.model, clf.params, clf.shift, clf.scale
+    logits = _logits_fn(clf.model, clf.ensemble, clf.params, clf.shift, clf.scale)
 
     def loss_fn(fit_params, batch, key):
         del key
-        x = batch["x"]
-        theta = fit_params["theta"]
-        th = jnp.broadcast_to(theta, (x.shape[0], theta.shape[-1]))
-        logits = model.apply(params, (jnp.concatenate([x, th], -1) - shift) / scale)
-        return bce_with_logits(logits[..., 0], batch["y"])
+        return bce_with_logits(logits(batch["x"], fit_params["theta"]), batch["y"])
 
     return loss_fn
 
@@ -141,8 +215,6 @@ def _check_width(name, x, clf, p):
 
 
 def _fit_data(clf, x_ref, x_data, p):
-    if clf.ensemble:
-        raise ValueError("`clf` must be a single classifier, not an ensemble.")
     x_ref = as_events("x_ref", x_ref)
     x_data = as_events("x_data", x_data)
     check_array("x_ref", x_ref, ndim=2)
@@ -170,7 +242,8 @@ def fit_theta(
 
     Args:
       key: PRNG key (validation split and shuffling).
-      clf: the frozen parametrised classifier from ``train``.
+      clf: the frozen parametrised classifier from ``train`` (an ensemble is fitted
+        through its members' mean weight).
       x_ref: ``(n0, d)`` nominal events (``theta_ref``), label 0.
       x_data: ``(n1, d)`` data, label 1.
       theta_init: ``(p,)`` starting point.
@@ -208,14 +281,12 @@ def fit_theta(
     )
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
-def _scan_losses(model, clf_arrays, x, y, w, thetas):
-    params, shift, scale = clf_arrays
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _scan_losses(model, ensemble, clf_arrays, x, y, w, thetas):
+    logits_fn = _logits_fn(model, ensemble, *clf_arrays)
 
     def one(theta):
-        th = jnp.broadcast_to(theta, (x.shape[0], theta.shape[-1]))
-        logits = model.apply(params, (jnp.concatenate([x, th], -1) - shift) / scale)[..., 0]
-        return jnp.sum(w * bce_with_logits(logits, y)) / jnp.sum(w)
+        return jnp.sum(w * bce_with_logits(logits_fn(x, theta), y)) / jnp.sum(w)
 
     return jax.lax.map(one, thetas)
 
@@ -228,6 +299,8 @@ def loss_scan(
 ) -> jax.Array:
     """The DCTR fit loss (balanced BCE) at each of ``thetas`` ``(m, p)`` (or ``(m,)``).
 
+    An ensemble ``clf`` is scored through its members' mean weight.
+
     Returns:
       ``(m,)`` losses; the minimum estimates theta_data.
     """
@@ -235,4 +308,5 @@ def loss_scan(
     thetas = thetas[:, None] if thetas.ndim == 1 else thetas
     check_array("thetas", thetas, ndim=2)
     x, y, w = _fit_data(clf, x_ref, x_data, thetas.shape[-1])
-    return _scan_losses(clf.model, (clf.params, clf.shift, clf.scale), x, y, w, thetas)
+    arrays = (clf.params, clf.shift, clf.scale)
+    return _scan_losses(clf.model, clf.ensemble, arrays, x, y, w, thetas)
