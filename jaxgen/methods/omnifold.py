@@ -32,7 +32,8 @@ Fakes, events passing reconstruction but not generation (``fakes``):
 
 - ``"subtract"`` (default): the simulated fakes are a background known from the MC:
   they are subtracted from the data with negative weights in step 1 (as a background,
-  see ``background_subtracted_data``) and keep ``nu = 1``. With exact binned ratios
+  see ``background_subtracted_data``; ``mc_weights`` must then be normalised to the
+  data's luminosity) and keep ``nu = 1``. With exact binned ratios
   each iteration then equals IBU on the fake-subtracted data, with efficiencies.
 - ``"prior"`` (the pip package): fakes stay in step 1's simulation with ``nu = 1``; the
   same fixed point, but per iteration the fakes dilute the pull ratio
