@@ -28,7 +28,11 @@ ratios that rule stalls at 0.171, 0.178, 0.179 (std 0.854, 0.837, 0.829); the pi
 package's rule (fakes at ``nu = 1`` in step 1) lags at 0.171, 0.187, 0.193; subtracting
 the MC fakes from the data (``omnifold(..., fakes="subtract")``, now the default) gives
 IBU's 0.1897, 0.1971, 0.1991 to 1e-4. Events failing reconstruction keep step 1b
-(``missing="average"``), which is IBU's efficiency correction.
+(``missing="average"``), which is IBU's efficiency correction. Measured at the default
+preset (350 s on a loaded machine): variant means 0.176, 0.199, 0.198, 0.200 after
+iterations 1-4 against IBU's 0.159, 0.190, 0.197, 0.199, stds 0.882, 0.834, 0.817, 0.810
+against 0.879, 0.835, 0.816, 0.807 (max deviation 0.017, at iteration 1, tolerance 0.019).
+At --quick the deviations are 0.015 (mean) and 0.023 (std), tolerance 0.042.
 """
 
 from __future__ import annotations
