@@ -23,7 +23,10 @@ Expected (quick, 2 cores, ~60 s quiet, 190 s on a loaded machine): OmniFold's me
 Delta x 1e3 0.87 against IBU's 0.70 (ratio 1.24) and a floor of 0.48; with ``--seed=1``
 0.95 against 0.62 (1.53, just outside 1.5: the quick ratio varies by ~0.2 with the seed).
 At ``--n=100000`` (other fields default; 550 s loaded): 0.39 against 0.39 (ratio 1.02,
-floor 0.13; before: 0.64 against 0.36).
+floor 0.13; before: 0.64 against 0.36). Default preset (n = 2e5, 500 s loaded): 0.28
+against 0.25 (ratio 1.12, floor 0.06); OmniFold is better than IBU on width (0.29 vs
+0.53) and z_g (0.13 vs 0.55), worse on the mass (0.55 vs 0.15), where it stays at
+~10x the floor.
 
 Cause of the former gap (issue 27; measured at --quick, n = 3e4, 3 iterations; single
 runs vary by ~0.1): the step-1 classifier missed the detector-level marginals, mostly
