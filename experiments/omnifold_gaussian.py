@@ -15,10 +15,24 @@ background N(0, 0.96)) subtracted with negative weights.
 
 Command: ``python -m experiments.omnifold_gaussian [--quick]``.
 Expected (quick, 2 cores, ~30 s): ``unfolded_mean`` / ``unfolded_std`` per iteration
-within ~0.03 of the closed form; the variant's final mean and std within ~0.05 of
-(0.2, 0.8), smoke checks only: at the default preset the variant's OmniFold stalls
-below IBU on the same events (issue 27: means 0.168, 0.161, 0.167 after iterations
-2-4 against IBU's 0.190, 0.197, 0.199), which no check of this preset can yet claim.
+within ~0.03 of the closed form; the variant's OmniFold mean and std within 3 sd
+(``4.2 sqrt(2/n)``: 0.042 quick, 0.019 default) of binned IBU on the same events at
+every iteration.
+
+Cause of the variant's former stall (issue 27: means 0.168, 0.161, 0.167 after
+iterations 2-4 against IBU's 0.190, 0.197, 0.199): the fakes. They took the mean push
+weight of their detector-level neighbours (step 2b of ``hep-lbdl/OmniFold``), so the
+fake rate scaled with the unfolded signal although data and MC have the same fakes;
+the pull ratio was diluted by them and the signal under-corrected. With exact binned
+ratios that rule stalls at 0.171, 0.178, 0.179 (std 0.854, 0.837, 0.829); the pip
+package's rule (fakes at ``nu = 1`` in step 1) lags at 0.171, 0.187, 0.193; subtracting
+the MC fakes from the data (``omnifold(..., fakes="subtract")``, now the default) gives
+IBU's 0.1897, 0.1971, 0.1991 to 1e-4. Events failing reconstruction keep step 1b
+(``missing="average"``), which is IBU's efficiency correction. Measured at the default
+preset (350 s on a loaded machine): variant means 0.176, 0.199, 0.198, 0.200 after
+iterations 1-4 against IBU's 0.159, 0.190, 0.197, 0.199, stds 0.882, 0.834, 0.817, 0.810
+against 0.879, 0.835, 0.816, 0.807 (max deviation 0.017, at iteration 1, tolerance 0.019).
+At --quick the deviations are 0.015 (mean) and 0.023 (std), tolerance 0.042.
 """
 
 from __future__ import annotations
@@ -261,24 +275,32 @@ def run(config: Config, workdir=None) -> dict:
         data_weights=full["data_weights"],
         fake_hist=fake_hist,
     )
-    # Not derived: OmniFold stalls below IBU on this variant at the default preset
-    # (issue 27, means 0.168/0.161/0.167 vs IBU's 0.190/0.197/0.199), so these two are
-    # smoke checks; IBU's per-iteration moments are in metrics["variant"].
-    tol2 = 0.05
+    # The variant's OmniFold (steps 1b for inefficiency, MC fakes subtracted from data)
+    # against binned IBU on the same events (efficiencies, fakes subtracted) at every
+    # iteration. Both see the same data, so its noise cancels; what remains is the
+    # classifiers' ratio error, ~1.3 sqrt(2/n) per iteration as above, times ~1.1 for the
+    # negatively weighted background (sum w^2 / (sum w)^2 of the data weights ~1.2x that
+    # of unit weights): sd ~ 1.4 sqrt(2/n) = 0.014 at the quick n = 2e4, 0.006 at 1e5.
+    # Binning (0.25) shifts neither moment by more than ~1e-3. Tolerance: 3 sd.
+    tol2 = 3 * 1.4 * float(np.sqrt(2.0 / config.n))
+    dm2 = np.abs(np.asarray(m2) - np.asarray(ibu2_mean))
+    ds2 = np.abs(np.asarray(s2) - np.asarray(ibu2_std))
     checks.append(
         check(
-            f"variant (ineff., fakes, bkg): final unfolded mean within {tol2} of "
-            f"{config.data_mean} (smoke check)",
-            float(m2[-1]),
-            abs(float(m2[-1]) - config.data_mean) < tol2,
+            f"variant (ineff., fakes, bkg): OmniFold mean follows IBU on the same events at "
+            f"every iteration (max dev < {tol2:.3f})",
+            float(dm2.max()),
+            bool(dm2.max() < tol2),
+            paper=f"IBU {', '.join(f'{v:.3f}' for v in ibu2_mean)}",
         )
     )
     checks.append(
         check(
-            f"variant: final unfolded std within {tol2} of the IBU recursion's "
-            f"{ref_std[-1]:.3f} (smoke check)",
-            float(s2[-1]),
-            abs(float(s2[-1]) - ref_std[-1]) < tol2,
+            f"variant: OmniFold std follows IBU on the same events at every iteration "
+            f"(max dev < {tol2:.3f})",
+            float(ds2.max()),
+            bool(ds2.max() < tol2),
+            paper=f"IBU {', '.join(f'{v:.3f}' for v in ibu2_std)}",
         )
     )
     metrics = {

@@ -13,22 +13,40 @@ rescales the latents, and the detector smears each observable with its own respo
 (mass scale and resolution, multiplicity loss, acceptance falling at low mass).
 
 Claim checked: OmniFold moves every observable toward the truth (Delta below the
-generation's) and its average Delta over the six is no worse than 1.5x per-observable
-IBU's with the same iterations.
+generation's) and its average Delta over the six is within ``max_ibu_ratio`` (1.2 at the
+default preset, 1.5 at --quick) of per-observable IBU's with the same iterations and
+bins. The statistical floor (an independent truth sample of the same size against the
+truth, ~bins / 2n) is reported with it.
 
 Command: ``python -m experiments.omnifold_multidim [--quick]``.
-Expected (quick, 2 cores, ~40 s): Delta x 1e3 of OmniFold below the generation's for
-all six; the per-observable table is in ``metrics.json``. Measured: OmniFold's mean
-Delta x 1e3 is 1.21 against IBU's 0.70 at n = 3e4 (quick) and 0.64 against 0.36 at
-n = 1e5, so the second check FAILS: per-observable IBU sits near the statistical floor
-(bins / 2n = 0.5 at n = 3e4), while the 3x50 classifiers' validation loss stops
-improving after a few epochs and leaves OmniFold at ~1.7x that. An ensemble of four
-members averaged brings the quick figure to ~1.0; the paper's claim used 1.6M events.
-Issue 27 measurements at --quick (2 shared cores): constant lr 1e-3, 10 epochs 1.22
-(104 s); 40 epochs 1.22 (early stopping restores the same params); 4 classifiers
-averaged per ratio (``members=4``) 1.31 (211 s); 3x100 net 1.45; cosine decay over 20
-epochs 1.09 (116 s), the present quick preset, still just above 1.5 x 0.70. The default
-preset has not been re-measured with the cosine schedule.
+Expected (quick, 2 cores, ~60 s quiet, 190 s on a loaded machine): OmniFold's mean
+Delta x 1e3 0.87 against IBU's 0.70 (ratio 1.24) and a floor of 0.48; with ``--seed=1``
+0.95 against 0.62 (1.53, just outside 1.5: the quick ratio varies by ~0.2 with the seed).
+At ``--n=100000`` (other fields default; 550 s loaded): 0.39 against 0.39 (ratio 1.02,
+floor 0.13; before: 0.64 against 0.36). Default preset (n = 2e5, 500 s loaded): 0.28
+against 0.25 (ratio 1.12, floor 0.06); OmniFold is better than IBU on width (0.29 vs
+0.53) and z_g (0.13 vs 0.55), worse on the mass (0.55 vs 0.15), where it stays at
+~10x the floor.
+
+Cause of the former gap (issue 27; measured at --quick, n = 3e4, 3 iterations; single
+runs vary by ~0.1): the step-1 classifier missed the detector-level marginals, mostly
+the mass. Floors: an independent truth sample 0.47; the MC generation reweighted with
+the exact latent-level weights 0.55; IBU 0.70; OmniFold 1.09 with ``ln m`` inputs. The
+gap was neither the acceptance (without it: 1.10 and 1.21 after iterations 2 and 3
+against IBU's 0.71 and 0.68), nor the step-2 regression (the pull weights read at
+particle level gave 0.98-1.05, about as far from IBU), nor the iteration count (4 and 5
+iterations: 1.37 and 1.20 against IBU's 0.75 and 0.83); a larger learning rate (3e-3)
+gave 1.86. Step 1's closure (reweighted reconstructed MC against data) was off in the
+mass: Delta 0.83-0.94 against a data-vs-data floor of 0.24, and the unfolded mass 1.5-2.2
+against IBU's 0.44. The inputs were the cause: standardised ``ln m``, the skewed and
+discrete observables (multiplicity, the clipped z_g) left the 3x50 ReLU networks with
+badly scaled directions. A per-observable monotone map to Gaussian marginals
+(``gaussianizer``: MC quantiles, merged ties) brings step 1's mass closure to 0.64-0.71
+and the mean Delta to 0.92 (diagnostic run) and 0.87 (this preset, seed 0); 40 epochs
+instead of 20 gave the same 0.92, so what remains at n = 3e4 is the classifiers'
+statistical error, which falls with n (ratio to IBU 1.02 at n = 1e5). The mass remains
+OmniFold's worst observable at --quick (1.18 against IBU's 0.44; 0.55 against 0.23 at
+n = 1e5), while OmniFold beats IBU on width and z_g.
 """
 
 from __future__ import annotations
@@ -85,13 +103,15 @@ class Config:
     # the first 10 in every fit at constant 1e-3 (epochs 10 and 40 gave identical 1.22),
     # so the classifiers sat at the SGD noise floor; decaying it gave 1.09 (IBU 0.70).
     schedule: str = "cosine"
+    # Goal of issue 27: OmniFold's mean Delta within this multiple of per-observable IBU's.
+    max_ibu_ratio: float = 1.2
 
     def __post_init__(self):
         check_positive_fields(self, ("n", "iterations", "epochs", "batch_size", "patience", "bins",
-                                     "members"))
+                                     "members", "max_ibu_ratio"))
 
 
-QUICK = {"n": 30_000, "iterations": 3, "epochs": 20, "batch_size": 1000}
+QUICK = {"n": 30_000, "iterations": 3, "epochs": 20, "batch_size": 1000, "max_ibu_ratio": 1.5}
 
 
 def generate(key, n, natural):
@@ -140,15 +160,46 @@ def detector(key, gen):
     return sim, accept
 
 
-def classifier_features(events: jax.Array) -> jax.Array:
-    """What the OmniFold classifiers see: the six observables with ``ln m`` for ``m``.
+def gaussianizer(reference: jax.Array, levels: int = 400):
+    """A per-observable monotone map sending ``reference``'s marginals to N(0, 1).
 
-    The mass spans a decade with a long tail, which standardisation alone leaves badly
-    scaled; any invertible per-observable map leaves the learned weights' targets
-    unchanged (ratios are evaluated at the same events). With ``ln m`` the quick preset's
-    mass Delta x1e3 drops from 3.0 to 1.6.
+    Piecewise-linear between the reference's quantiles at ``1/levels, ...`` (repeated
+    quantiles of discrete observables such as the multiplicity merged), extended
+    linearly beyond them and clipped to [-5, 5]. Any invertible per-observable map
+    leaves the learned weights' targets unchanged (ratios are evaluated at the same
+    events); this one gives the classifiers well-scaled inputs without tails or edges.
+
+    Returns:
+      ``apply(events (n, d)) -> (n, d)``.
     """
-    return events.at[:, 0].set(jnp.log(jnp.maximum(events[:, 0], 1.0)))
+    ref = np.asarray(reference, np.float64)
+    u = np.arange(1, levels) / levels
+    z_all = np.sqrt(2.0) * np.asarray(jax.scipy.special.erfinv(2 * u - 1), np.float64)
+    knots = []
+    for j in range(ref.shape[1]):
+        q, first = np.unique(np.quantile(ref[:, j], u), return_index=True)
+        z = z_all[first]
+        if q.size < 2:  # a constant observable: leave it alone
+            knots.append(None)
+            continue
+        slopes = ((z[1] - z[0]) / (q[1] - q[0]), (z[-1] - z[-2]) / (q[-1] - q[-2]))
+        knots.append((jnp.asarray(q, jnp.float32), jnp.asarray(z, jnp.float32), slopes))
+
+    def apply(events: jax.Array) -> jax.Array:
+        cols = []
+        for j, kn in enumerate(knots):
+            x = events[:, j]
+            if kn is None:
+                cols.append(x)
+                continue
+            q, z, (s0, s1) = kn
+            y = jnp.interp(x, q, z)
+            y = jnp.where(x < q[0], z[0] + s0 * (x - q[0]), y)
+            y = jnp.where(x > q[-1], z[-1] + s1 * (x - q[-1]), y)
+            cols.append(jnp.clip(y, -5.0, 5.0))
+        return jnp.stack(cols, -1)
+
+    return apply
 
 
 def run(config: Config, workdir=None) -> dict:
@@ -175,17 +226,25 @@ def run(config: Config, workdir=None) -> dict:
         warm_start=config.warm_start,
         members=config.members,
     )
+    # The classifiers see each observable through a monotone map Gaussianising its MC
+    # marginal (fitted on the MC generation at particle level, on the reconstructed MC at
+    # detector level; data go through the detector-level map).
+    to_gen = gaussianizer(gen)
+    to_reco = gaussianizer(sim[np.asarray(pass_reco)])
     res = of.omnifold(
         k[4],
-        gen=classifier_features(gen),
-        sim=classifier_features(sim),
-        data=classifier_features(data),
+        gen=to_gen(gen),
+        sim=to_reco(sim),
+        data=to_reco(data),
         pass_reco=pass_reco,
         n_iterations=config.iterations,
         step1=est,
         step2=est,
     )
     nu = np.asarray(res.push_weights[-1, 0])
+    # Statistical floor: an independent "natural" truth sample of the same size against
+    # the truth (~ bins / 2n for Delta); neither method can be expected to beat it.
+    truth_b = generate(jax.random.fold_in(jax.random.PRNGKey(config.seed), 1), config.n, True)
     table = {}
     hists = {}
     for j, name in enumerate(OBSERVABLES):
@@ -212,7 +271,9 @@ def run(config: Config, workdir=None) -> dict:
                 ts_stopping=None,
             ).unfolded
         )
+        t2_h = np.histogram(np.asarray(truth_b[:, j]), edges)[0].astype(float)
         table[name] = {
+            "floor": 1e3 * float(triangular_discriminator(t2_h, t_h)),
             "generation": 1e3 * float(triangular_discriminator(gen_h, t_h)),
             "ibu": 1e3 * float(triangular_discriminator(np.clip(ibu_h, 0, None), t_h)),
             "omnifold": 1e3 * float(triangular_discriminator(of_h, t_h)),
@@ -221,6 +282,8 @@ def run(config: Config, workdir=None) -> dict:
     d_of = np.array([table[n]["omnifold"] for n in OBSERVABLES])
     d_gen = np.array([table[n]["generation"] for n in OBSERVABLES])
     d_ibu = np.array([table[n]["ibu"] for n in OBSERVABLES])
+    d_floor = np.array([table[n]["floor"] for n in OBSERVABLES])
+    r = config.max_ibu_ratio
     checks = [
         check(
             "OmniFold Delta x1e3 below the generation's for all six observables",
@@ -228,9 +291,12 @@ def run(config: Config, workdir=None) -> dict:
             bool(np.all(d_of < d_gen)),
         ),
         check(
-            "OmniFold mean Delta x1e3 over six observables <= 1.5 x per-observable IBU's",
-            f"{d_of.mean():.2f} vs {d_ibu.mean():.2f}",
-            bool(d_of.mean() <= 1.5 * d_ibu.mean()),
+            f"OmniFold mean Delta x1e3 over six observables <= {r} x per-observable IBU's",
+            f"{d_of.mean():.2f} vs {d_ibu.mean():.2f} (floor {d_floor.mean():.2f})",
+            bool(d_of.mean() <= r * d_ibu.mean()),
+            paper="MultiFold best or comparable to IBU on all six observables",
+            ratio_to_ibu=float(d_of.mean() / d_ibu.mean()),
+            ratio_to_floor=float(d_of.mean() / d_floor.mean()),
         ),
     ]
     if workdir is not None:
