@@ -200,6 +200,19 @@ def classifier_logits(clf: Classifier, x: jax.typing.ArrayLike) -> jax.Array:
 
     Returns:
       ``(n,)`` logits, or ``(K, n)`` for an ensemble.
+
+    Example:
+      Inputs are standardised with the classifier's ``shift`` and ``scale`` before the network:
+
+      >>> import flax.linen as nn, jax.numpy as jnp
+      >>> from jaxgen.classifiers import Classifier, classifier_logits
+      >>> class Identity(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return x
+      >>> clf = Classifier(Identity(), {}, jnp.array([1.0]), jnp.array([2.0]))
+      >>> classifier_logits(clf, jnp.array([[1.0], [5.0]])).ravel().tolist()   # (x - 1) / 2
+      [0.0, 2.0]
     """
     x = as_events("x", x)
     if x.shape[-1] != clf.shift.shape[-1]:

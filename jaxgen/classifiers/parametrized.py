@@ -98,6 +98,14 @@ def factorized_classifier(
 
     Raises:
       ValueError: for a non-positive ``num_params``, width or ``rank``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxgen.classifiers import factorized_classifier
+      >>> net = factorized_classifier(1, hidden=(16,), rank=4)     # inputs (x, theta), one theta
+      >>> params = net.init(jax.random.key(0), jnp.zeros((1, 3)))
+      >>> net.apply(params, jnp.zeros((5, 3))).shape
+      (5, 1)
     """
     check_positive("num_params", num_params)
     check_positive("rank", rank)
@@ -177,7 +185,20 @@ def parametrized_training_data(
 def parametrized_logits(
     clf: Classifier, x: jax.typing.ArrayLike, theta: jax.typing.ArrayLike
 ) -> jax.Array:
-    """``logit f(x, theta)`` for events ``(n, d)`` at ``theta`` ``(p,)`` or ``(n, p)``."""
+    """``logit f(x, theta)`` for events ``(n, d)`` at ``theta`` ``(p,)`` or ``(n, p)``.
+
+    Example:
+      >>> import flax.linen as nn, jax.numpy as jnp
+      >>> from jaxgen.classifiers import Classifier, parametrized_logits
+      >>> class ExactLogit(nn.Module):   # log N(x; theta, 1) / N(x; 0, 1), inputs (x, theta)
+      ...     @nn.compact
+      ...     def __call__(self, z):
+      ...         return z[..., 1:] * z[..., :1] - 0.5 * z[..., 1:] ** 2
+      >>> clf = Classifier(ExactLogit(), {}, jnp.zeros(2), jnp.ones(2))
+      >>> x = jnp.array([[0.0], [1.0], [2.0]])
+      >>> parametrized_logits(clf, x, jnp.array([1.0])).ravel().tolist()        # x - 1/2
+      [-0.5, 0.5, 1.5]
+    """
     return classifier_logits(clf, parametrized_inputs(x, theta))
 
 
@@ -200,6 +221,19 @@ def reweight(
 
     Returns:
       ``(n,)`` weights (``(K, n)`` for an ensemble).
+
+    Example:
+      >>> import flax.linen as nn, jax.numpy as jnp
+      >>> from jaxgen.classifiers import Classifier, reweight
+      >>> class ExactLogit(nn.Module):   # log N(x; theta, 1) / N(x; 0, 1), inputs (x, theta)
+      ...     @nn.compact
+      ...     def __call__(self, z):
+      ...         return z[..., 1:] * z[..., :1] - 0.5 * z[..., 1:] ** 2
+      >>> clf = Classifier(ExactLogit(), {}, jnp.zeros(2), jnp.ones(2))
+      >>> x = jnp.array([[0.0], [1.0], [2.0]])
+      >>> w = reweight(clf, x, jnp.array([1.0]), normalize=False)
+      >>> bool(jnp.allclose(w, jnp.exp(x[:, 0] - 0.5)))      # N(x; 1, 1) / N(x; 0, 1)
+      True
     """
     return likelihood_ratio_weights(
         parametrized_logits(clf, x, theta), normalize=normalize, clip=clip

@@ -54,6 +54,13 @@ def to_grids(
 
     Raises:
       ValueError: if the showers do not have ``config.n_layers`` layers.
+
+    Example:
+      >>> import jax
+      >>> from jaxgen.data.showers import simulate, to_grids
+      >>> images, overflow = to_grids(simulate(jax.random.key(0), 10))
+      >>> [im.shape for im in images], overflow.shape        # three layers, as CaloGAN
+      ([(10, 3, 96), (10, 12, 12), (10, 12, 6)], (10, 3))
     """
     config = ShowerConfig() if config is None else config
     if showers.points.ndim != 4 or showers.points.shape[1] != config.n_layers:
