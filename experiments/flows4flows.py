@@ -24,7 +24,7 @@ Checks:
 
 Command::
 
-    python -m experiments.flows4flows          # 1e5 events per side (~5 min on 2 cores)
+    python -m experiments.flows4flows          # 1e5 events per side (24 min on 2 shared cores)
     python -m experiments.flows4flows --quick  # ~1 min
 
 The quick preset shows the mechanism (all checks pass, with the looser SW threshold),
