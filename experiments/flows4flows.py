@@ -15,6 +15,8 @@ Checks:
   * transported left events match the right density: sliced-Wasserstein distance to
     right test events below ``max_sw_ratio`` (25%; 50% for the seconds-long quick
     preset) of the untransported distance;
+  * the paper's figure: for both F4F variants, SW(T(left), right) below
+    ``max_sw_floor_multiple`` (3) times the right-vs-right floor (NOT CHECKED at --quick);
   * the L2 penalty shortens the mean transport distance;
   * the penalised F4F map moves events less than the encode/decode baseline;
   * the conditional transfer reaches the target condition (SW below 50% of the
@@ -22,7 +24,7 @@ Checks:
 
 Command::
 
-    python -m experiments.flows4flows          # 1e5 events per side (~20 min on 2 cores)
+    python -m experiments.flows4flows          # 1e5 events per side (24 min on 2 shared cores)
     python -m experiments.flows4flows --quick  # ~1 min
 
 The quick preset shows the mechanism (all checks pass, with the looser SW threshold),
@@ -43,6 +45,7 @@ import numpy as np
 from experiments import check
 from experiments import check_positive_fields
 from experiments import main
+from experiments import not_checked
 from jaxgen.data import toys
 from jaxgen.flows import coupling_flow
 from jaxgen.flows import fit_flow
@@ -66,12 +69,27 @@ class Config:
     num_bins: int = 8
     tail_bound: float = 5.0
     base_epochs: int = 32
-    top_epochs: int = 12
+    # Top flows: the paper trains 12 epochs at batch 128 on 1e6 events (~94k steps); at
+    # 1e5 events that schedule (8.4k steps, lr 1e-3) left them under-trained (left NLL under
+    # the top flow 3.26-3.37 against the left base flow's 2.90, SW 0.29-0.45). With the
+    # same bases, 24 epochs at batch 512 and lr 3e-3 (4.2k steps, cheaper on CPU) reached
+    # SW 0.20, NLL 3.12 (2.90 is the target); doubling the top layers (0.35), forward-only
+    # (1.43), inverse-only (0.55) and "iterate" (0.40) training were worse.
+    top_epochs: int = 24
     batch_size: int = 128
     learning_rate: float = 1e-3
+    top_batch_size: int = 512
+    top_learning_rate: float = 3e-3
     penalty_weight: float = 1.0
     eval_degrees: float = 40.0
     max_sw_ratio: float = 0.25
+    # The paper's figure: transported events indistinguishable from right events. Checked
+    # as SW(T(left), right) < max_sw_floor_multiple * SW(right, right) for both variants;
+    # None: not checked (the quick preset cannot reach it). Why 3: the right base flow
+    # itself sits at ~1.4x the floor (encode/decode SW 0.028-0.030 against 0.022 at n_test
+    # 2e4), and a perfect top flow reproduces the right base flow, not the right data; 3x
+    # leaves the top flow an error about as large as the base flow's own.
+    max_sw_floor_multiple: float | None = 3.0
     seed: int = 42
 
     def __post_init__(self):
@@ -79,7 +97,10 @@ class Config:
             if getattr(self, name) not in toys.TOYS_2D:
                 raise ValueError(f"`{name}` must be one of {sorted(toys.TOYS_2D)}.")
         check_positive_fields(self, ("n_train", "n_test", "base_layers", "top_layers",
-                                     "base_epochs", "top_epochs", "batch_size", "num_bins"))
+                                     "base_epochs", "top_epochs", "batch_size", "num_bins",
+                                     "top_batch_size", "top_learning_rate"))
+        if self.max_sw_floor_multiple is not None:
+            check_positive_fields(self, ("max_sw_floor_multiple",))
         if self.top_layers % 2:
             raise ValueError("`top_layers` must be even so the map keeps coordinate order.")
         if not 0 <= self.eval_degrees < 45:
@@ -98,14 +119,18 @@ QUICK = dict(
     top_epochs=30,
     batch_size=256,
     learning_rate=3e-3,
+    top_batch_size=256,
+    top_learning_rate=3e-3,
     max_sw_ratio=0.5,
+    max_sw_floor_multiple=None,  # seconds-long training: the transport stays blurred
 )
 
 
-def _fit_cfg(config: Config, epochs: int) -> FitConfig:
-    return FitConfig(epochs=epochs, batch_size=config.batch_size,
-                     learning_rate=config.learning_rate, val_fraction=0.1, patience=None,
-                     progress=False)
+def _fit_cfg(config: Config, epochs: int, top: bool = False) -> FitConfig:
+    return FitConfig(epochs=epochs,
+                     batch_size=config.top_batch_size if top else config.batch_size,
+                     learning_rate=config.top_learning_rate if top else config.learning_rate,
+                     val_fraction=0.1, patience=None, progress=False)
 
 
 def _cost(a: jax.Array, b: jax.Array) -> float:
@@ -139,7 +164,7 @@ def run(config: Config, workdir=None) -> dict:
             next(keys), top, p, xl, xr, bases["left"],
             transport=f4f.TransportConfig(direction="alternate", penalty=penalty,
                                           penalty_weight=config.penalty_weight),
-            config=_fit_cfg(config, config.top_epochs))
+            config=_fit_cfg(config, config.top_epochs, top=True))
         moved = jax.jit(lambda q, v, top=top: f4f.transport(top, q, v))(res.params, tl)
         out[label] = {
             "moved": moved,
@@ -171,6 +196,7 @@ def run(config: Config, workdir=None) -> dict:
     metrics["checks"] = [
         check(f"F4F maps left onto right: SW(T(left), right) < {config.max_sw_ratio} "
               "SW(left, right)", best_sw / sw_before, best_sw < config.max_sw_ratio * sw_before),
+        _floor_check(config, out, sw_floor),
         check("L2 penalty shortens the transport (cost with / without)",
               out["l2"]["transport_cost"] / out["free"]["transport_cost"],
               out["l2"]["transport_cost"] < out["free"]["transport_cost"]),
@@ -183,6 +209,17 @@ def run(config: Config, workdir=None) -> dict:
     if workdir is not None:
         _plot(tl, tr, out, baseline, cond["panels"], workdir / "transport.png")
     return metrics
+
+
+def _floor_check(config: Config, out: dict, sw_floor: float) -> dict:
+    worst = max(out["free"]["sw_to_right"], out["l2"]["sw_to_right"])
+    k = config.max_sw_floor_multiple
+    claim = (f"F4F and F4F + L2 reproduce the right density: SW(T(left), right) < "
+             f"{k if k is not None else 3} SW(right, right) (worst variant / floor)")
+    if k is None:
+        return not_checked(claim, "seconds-long training of the quick preset; the default "
+                           "preset checks it", measured=worst / sw_floor)
+    return check(claim, worst / sw_floor, worst < k * sw_floor)
 
 
 def _conditional(config: Config, keys, flow_kw) -> dict:
@@ -198,7 +235,7 @@ def _conditional(config: Config, keys, flow_kw) -> dict:
     c_tgt = c[jax.random.permutation(next(keys), c.shape[0])]  # random target conditions
     res = f4f.fit_transport(next(keys), top, tp, x, x, base,
                             transport=f4f.TransportConfig(direction="forward"),
-                            config=_fit_cfg(config, config.top_epochs),
+                            config=_fit_cfg(config, config.top_epochs, top=True),
                             left_context=c, right_context=c_tgt,
                             top_context_fn=f4f.delta_context)
     n = config.n_test

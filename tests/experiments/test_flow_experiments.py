@@ -21,11 +21,16 @@ def test_density2d_smoke(tmp_path):
 
 
 def test_flows4flows_smoke(tmp_path):
-    cfg = make_config(flows4flows.Config, flows4flows.QUICK, n_train=3000, n_test=1000,
-                      base_layers=2, hidden=(16,), base_epochs=1, top_epochs=1)
+    # Tiny on purpose (the pipeline runs, the checks are well-formed): the time is the
+    # compilation of six fits, so every size is minimal; the floor check is exercised.
+    cfg = make_config(flows4flows.Config, flows4flows.QUICK, n_train=600, n_test=200,
+                      base_layers=1, top_layers=2, hidden=(8,), num_bins=4, base_epochs=1,
+                      top_epochs=1, batch_size=128, top_batch_size=128,
+                      max_sw_floor_multiple=3.0)
     metrics = flows4flows.run(cfg, tmp_path)
     assert set(metrics["transport_cost"]) == {"f4f", "f4f_l2", "encode_decode"}
-    assert len(metrics["checks"]) == 4
+    assert len(metrics["checks"]) == 5
+    assert all(row["status"] in ("PASS", "FAIL") for row in metrics["checks"])
     assert (tmp_path / "transport.png").stat().st_size > 0
     json.dumps(metrics)  # JSON-serialisable as written
 
