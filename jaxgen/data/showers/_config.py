@@ -198,7 +198,13 @@ def particle_moments(config: ShowerConfig) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mean_points(config: ShowerConfig) -> np.ndarray:
-    """Expected number of read-out points per calorimeter layer, shape ``(n_layers,)``."""
+    """Expected number of read-out points per calorimeter layer, shape ``(n_layers,)``.
+
+    Example:
+      >>> from jaxgen.data.showers import ShowerConfig, mean_points
+      >>> mean_points(ShowerConfig()).shape          # one expectation per calorimeter layer
+      (3,)
+    """
     mean, _ = particle_moments(config)
     p_stop, _ = config.probabilities()
     stops = mean[:-1] * p_stop

@@ -140,6 +140,15 @@ def generate_hdf5(
 
     Raises:
       ValueError: for a bad ``n`` or ``chunk_size``.
+
+    Example:
+      >>> import pathlib, tempfile, jax
+      >>> from jaxgen.data.showers import generate_hdf5, read_hdf5
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / "showers.h5"
+      >>> _ = generate_hdf5(path, jax.random.key(0), 60, chunk_size=25, drop_empty=False)
+      >>> showers, grids, meta = read_hdf5(path)      # streamed in three chunks
+      >>> showers.energy.shape
+      (60,)
     """
     config = ShowerConfig() if config is None else config
     for name, v in (("n", n), ("chunk_size", chunk_size)):

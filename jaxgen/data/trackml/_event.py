@@ -260,7 +260,17 @@ def check_event(event: Event, name: str = "event") -> None:
 
 
 def list_events(directory: str | os.PathLike) -> list[pathlib.Path]:
-    """The sorted event prefixes (``dir/eventNNNNNNNNN``) that have a hits file."""
+    """The sorted event prefixes (``dir/eventNNNNNNNNN``) that have a hits file.
+
+    Example:
+      >>> import tempfile, jax
+      >>> from jaxgen.data import trackml
+      >>> d = tempfile.mkdtemp()
+      >>> sim = trackml.SimConfig(n_particles=5, n_noise=0)
+      >>> _ = trackml.write_event(d, trackml.simulate_event(jax.random.key(0), sim))
+      >>> [p.name for p in trackml.list_events(d)]
+      ['event000000000']
+    """
     directory = pathlib.Path(directory)
     if not directory.is_dir():
         raise ValueError(f"`directory` {str(directory)!r} is not a directory.")
@@ -344,7 +354,16 @@ def write_event(
 
 
 def write_submission(path: str | os.PathLike, submission: Submission) -> pathlib.Path:
-    """Writes a submission file ``event_id,hit_id,track_id`` (atomically)."""
+    """Writes a submission file ``event_id,hit_id,track_id`` (atomically).
+
+    Example:
+      >>> import pathlib, tempfile, numpy as np
+      >>> from jaxgen.data import trackml
+      >>> sub = trackml.Submission(np.zeros(3, np.int64), np.arange(1, 4), np.array([7, 7, 9]))
+      >>> path = trackml.write_submission(pathlib.Path(tempfile.mkdtemp()) / "sub.csv", sub)
+      >>> trackml.read_submission(path).track_id.tolist()
+      [7, 7, 9]
+    """
     sub = Submission(*(np.asarray(a, dtype=np.int64) for a in submission))
     _validate_table(pathlib.Path(path).name, "submission", sub)
     return write_table(path, sub)

@@ -75,6 +75,12 @@ def read_detector(path: str | os.PathLike | None = None) -> Detector:
       ValueError: naming the file, for a damaged or empty file, missing columns, rows of
         another width, unparsable or non-finite values,
         duplicated module ids or impossible sizes (thickness, half-lengths, pitches <= 0).
+
+    Example:
+      >>> from jaxgen.data import trackml
+      >>> det = trackml.read_detector()          # the packaged real TrackML geometry
+      >>> det.volume_id.shape, det.rotation.shape[1:]
+      ((18728,), (3, 3))
     """
     path = default_detector_path() if path is None else pathlib.Path(path)
     cols = parse_csv(path, read_text(path), dict.fromkeys(DETECTOR_COLUMNS, np.float64),
@@ -143,6 +149,14 @@ def module_index(detector: Detector, volume_id: ArrayLike, layer_id: ArrayLike,
 
     Raises:
       ValueError: if a module id is not in the detector.
+
+    Example:
+      >>> from jaxgen.data import trackml
+      >>> det = trackml.read_detector()
+      >>> i = trackml.module_index(det, det.volume_id[[5, 9]], det.layer_id[[5, 9]],
+      ...                          det.module_id[[5, 9]])
+      >>> i.tolist()
+      [5, 9]
     """
     key = (detector.volume_id.astype(np.int64) * 100 + detector.layer_id) * 100000 \
         + detector.module_id
@@ -173,6 +187,21 @@ def global_to_local(detector: Detector, index: ArrayLike, xyz: ArrayLike) -> jnp
 
     Returns:
       ``(n, 3)`` local coordinates ``R^T (x - c)``.
+
+    Example:
+      A module's centre is the origin of its local frame, and the round trip is exact:
+
+      >>> import numpy as np
+      >>> from jaxgen.data import trackml
+      >>> det = trackml.read_detector()
+      >>> uvw = trackml.global_to_local(det, np.array([0, 100]), det.center[[0, 100]])
+      >>> bool(np.allclose(uvw, 0.0, atol=1e-3))
+      True
+      >>> local = np.array([[1.0, 2.0, 0.0]] * 2)
+      >>> back = trackml.local_to_global(det, np.array([0, 100]), local)
+      >>> again = trackml.global_to_local(det, np.array([0, 100]), back)
+      >>> bool(np.allclose(again, local, atol=1e-3))
+      True
     """
     xp = _xp(index, xyz)
     r = xp.asarray(detector.rotation)[index]

@@ -48,7 +48,13 @@ ORDER_MATRIX = _order_matrix()
 
 
 def weight_pt(pt: ArrayLike) -> np.ndarray:
-    """The transverse-momentum weight ``w_pt`` (see the module docstring), shape of ``pt``."""
+    """The transverse-momentum weight ``w_pt`` (see the module docstring), shape of ``pt``.
+
+    Example:
+      >>> from jaxgen.data import trackml
+      >>> trackml.weight_pt([0.3, 1.75, 10.0]).round(3).tolist()    # flat, linear, then 1
+      [0.2, 0.6, 1.0]
+    """
     return np.interp(np.asarray(pt, np.float64), [0.05, 0.5, 3.0], [0.2, 0.2, 1.0],
                      left=0.0, right=1.0)
 
@@ -61,6 +67,15 @@ def decode_particle_id(particle_id: ArrayLike) -> dict[str, np.ndarray]:
 
     Returns:
       A dict of int64 arrays of the same shape.
+
+    Example:
+      >>> import numpy as np
+      >>> from jaxgen.data import trackml
+      >>> pid = trackml.encode_particle_id(np.array([3]), np.array([17]), np.array([0]),
+      ...                                  np.array([0]), np.array([1]))
+      >>> fields = trackml.decode_particle_id(pid)
+      >>> int(fields["vertex_id"][0]), int(fields["primary_id"][0]), int(fields["process"][0])
+      (3, 17, 1)
     """
     pid = np.asarray(particle_id).astype(np.int64).view(np.uint64)
     return {name: ((pid & np.uint64(mask)) >> np.uint64(shift)).astype(np.int64)
