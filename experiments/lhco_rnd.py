@@ -176,12 +176,16 @@ def full_mjj(key: jax.Array, config: Config) -> dict:
         in_range = (ev.mjj >= edges[0]) & (ev.mjj < edges[-1])
         region = regions.region_labels(ev.mjj)
         # Train on the SR and its sidebands only (the other events carry zero weight);
-        # they are scored out of fold, every other event by the mean of all members.
+        # they are scored out of fold, every other event by a random fold's ensemble (a
+        # mean over all members has a narrower score distribution, so a tight cut would
+        # prefer the window's events and sculpt mjj).
         window = region != dijets.OUTSIDE
         cw = cwola_hunt(k_cw, x[window], region[window], n_folds=config.n_folds,
                         n_members=config.cwola_members, model=model,
                         config=_fit_config(config, config.epochs))
-        cw_scores = cw.score(x).at[jnp.flatnonzero(window)].set(cw.scores)
+        out_folds = jax.random.randint(jax.random.fold_in(k_cw, 1), (x.shape[0],), 0,
+                                       config.n_folds)
+        cw_scores = cw.score(x, out_folds).at[jnp.flatnonzero(window)].set(cw.scores)
         ae, _ = train_autoencoder(k_ae, x[in_range], hidden=config.ae_hidden,
                                   latent_dim=config.ae_latent,
                                   config=_fit_config(config, config.ae_epochs))

@@ -386,5 +386,8 @@ def bump_hunt(
     in_sr = ~fit.fitted
     obs = float(counts[in_sr].sum())
     b, err = _sr_background(fit, sqrt_s)
+    if not (np.isfinite(b) and np.isfinite(err) and b > 0):
+        raise FitError(f"the fit converged but its SR background is not a positive number "
+                       f"(b = {b}, error {err}): the selected spectrum is not dijet-like.")
     z = significance(obs, b, err)
     return BumpHunt(fit, obs, b, err, z, float(ndtr(-z)))

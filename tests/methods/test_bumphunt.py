@@ -130,3 +130,15 @@ def test_failures_say_so():
         bh.bump_hunt(np.array([3.0, np.nan]))
     with pytest.raises(ValueError, match="expected"):
         bh.significance(10, 0.0)
+
+
+def test_non_finite_sr_background_is_a_failed_fit(monkeypatch):
+    """A fit that converges to a background the SR cannot take (NaN, inf, <= 0) raises
+    ``FitError``, as a non-converged one does, instead of a ``ValueError`` from
+    ``significance``."""
+    centres = 0.5 * (EDGES[1:] + EDGES[:-1])
+    mjj = np.repeat(centres, np.round(MU).astype(int))
+    for bad in (float("nan"), float("inf"), 0.0):
+        monkeypatch.setattr(bh, "_sr_background", lambda fit, sqrt_s, bad=bad: (bad, 1.0))
+        with pytest.raises(bh.FitError, match="SR background"):
+            bh.bump_hunt(mjj, edges=EDGES)
