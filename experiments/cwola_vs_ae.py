@@ -48,6 +48,11 @@ Reported, not tested: that the AE can win at the smallest injection (the paper: 
 for signals anomalous in their jet masses, which ours is); the paper's own numbers (its
 features, 12 per event, and samples differ).
 
+Quick preset (300k background, S/B 0 and 0.05; measured, 200 s on a loaded 2-core machine):
+null AUC 0.504 (SE 0.0021), max null Z 0.36; CWoLa max SIC 1.0 -> 24.4, AE 5.7 -> 5.1;
+Z after the best CWoLa cut 14.8 against 5.6 uncut. The default preset (1M events, six
+injections, 60 epochs, 25 CWoLa members) is far above 5 min on 2 cores and was not run.
+
 Command: ``python -m experiments.cwola_vs_ae [--quick]``.
 """
 

@@ -11,19 +11,19 @@ from experiments import make_config
 
 @pytest.mark.filterwarnings("ignore:bump hunt")  # one-epoch taggers can leave an unfittable cut
 def test_cwola_vs_ae_smoke(tmp_path):
-    cfg = make_config(cwola_vs_ae.Config, cwola_vs_ae.QUICK, n_background=60_000,
-                      n_test_signal=1000, epochs=1, ae_epochs=1, n_folds=2, cwola_members=1,
-                      hidden=(8,), ae_hidden=(8,), injections=(0.0, 0.002, 0.05),
+    cfg = make_config(cwola_vs_ae.Config, cwola_vs_ae.QUICK, n_background=30_000,
+                      n_test_signal=500, epochs=1, ae_epochs=1, n_folds=2, cwola_members=1,
+                      hidden=(8,), ae_hidden=(8,), injections=(0.0, 0.05),
                       efficiencies=(0.1,), batch_size=4096)
     metrics = cwola_vs_ae.run(cfg, tmp_path)
     rows = metrics["injections"]
-    assert [r["s_over_b"] for r in rows] == [0.0, 0.002, 0.05]
-    assert rows[0]["n_signal"] == 0 and rows[2]["n_signal"] > rows[1]["n_signal"] > 0
+    assert [r["s_over_b"] for r in rows] == [0.0, 0.05]
+    assert rows[0]["n_signal"] == 0 and rows[1]["n_signal"] > 0
     # The background is the same sample at every injection.
     assert len({r["n_background_in_sr"] for r in rows}) == 1
-    assert 0 < rows[0]["cwola_sr_vs_sb_auc_se"] < 0.01
+    assert 0 < rows[0]["cwola_sr_vs_sb_auc_se"] < 0.02
     assert len(rows[1]["cwola"]["z"]) == 1 and len(rows[1]["autoencoder"]["z"]) == 1
-    assert len(metrics["checks"]) == 7
+    assert len(metrics["checks"]) == 6  # the "AE can win" row needs a third injection
     assert (tmp_path / "cwola_vs_ae.png").stat().st_size > 0
     json.dumps(metrics)
 
