@@ -166,6 +166,16 @@ def parametrized_training_data(
     Returns:
       ``(x0, x1, x_ref, theta)``: class-0 and class-1 inputs ``(n, d + p)``, the
       reference events ``(n, d)`` and the drawn parameters ``(n, p)``.
+
+    Example:
+      >>> import jax
+      >>> from jaxgen.classifiers import parametrized_training_data
+      >>> simulator = lambda key, theta: theta + jax.random.normal(key, theta.shape)   # N(theta, 1)
+      >>> x0, x1, x_ref, theta = parametrized_training_data(
+      ...     jax.random.key(0), simulator, theta_ref=[0.0], theta_low=[-1.0], theta_high=[1.0],
+      ...     n=100)
+      >>> x0.shape, x1.shape, bool((x0[:, 1] == x1[:, 1]).all())   # both classes carry theta
+      ((100, 2), (100, 2), True)
     """
     check_positive("n", n)
     lo, hi = _as_bounds(theta_low, theta_high)
@@ -285,6 +295,19 @@ def maximum_likelihood_theta(
 
     Returns:
       ``(n_sets, p)`` estimates (``(p,)`` for a single set).
+
+    Example:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp
+      >>> from jaxgen.classifiers import Classifier, maximum_likelihood_theta
+      >>> class ExactLogit(nn.Module):   # log N(x; theta, 1) / N(x; 0, 1), inputs (x, theta)
+      ...     @nn.compact
+      ...     def __call__(self, z):
+      ...         return z[..., 1:] * z[..., :1] - 0.5 * z[..., 1:] ** 2
+      >>> clf = Classifier(ExactLogit(), {}, jnp.zeros(2), jnp.ones(2))
+      >>> sets = 0.3 + jax.random.normal(jax.random.key(0), (4, 2000, 1))   # 4 sets, mu = 0.3
+      >>> est = maximum_likelihood_theta(clf, sets, theta_low=[-1.0], theta_high=[1.0])
+      >>> est.shape, bool(jnp.all(jnp.abs(est - 0.3) < 5 / jnp.sqrt(2000)))   # the MLE: the mean
+      ((4, 1), True)
     """
     if clf.ensemble:
         raise ValueError("`clf` must be a single classifier, not an ensemble.")

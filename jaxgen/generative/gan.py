@@ -559,6 +559,14 @@ def _mlp_gan_spec(dim, latent_dim, g_hidden, d_hidden):
 
 
 def sample(spec: GANSpec, g_params: Params, key: jax.Array, n: int) -> jax.Array:
-    """Draws ``n`` samples ``(n, ...)`` from the generator with parameters ``g_params``."""
+    """Draws ``n`` samples ``(n, ...)`` from the generator with parameters ``g_params``.
+
+    Example:
+      >>> import jax
+      >>> from jaxgen.generative import mlp_gan, sample
+      >>> spec, g_params, _ = mlp_gan(jax.random.key(0), dim=3, g_hidden=(8,), d_hidden=(8,))
+      >>> sample(spec, g_params, jax.random.key(1), 4).shape
+      (4, 3)
+    """
     check_positive("n", n)
     return spec.generate(g_params, spec.sample_latent(key, n))

@@ -329,7 +329,9 @@ def _sr_background(fit: DijetFit, sqrt_s: float) -> tuple[float, float]:
         p = jnp.asarray(fit.params, jnp.float64)
         b, g = _b_and_grad(p, jnp.asarray(mm), jnp.asarray(ww), sqrt_s)
     g = np.asarray(g)
-    return float(b), float(np.sqrt(max(g @ fit.covariance @ g, 0.0)))
+    with np.errstate(all="ignore"):  # a runaway fit gives inf/NaN; the caller rejects it
+        var = g @ fit.covariance @ g
+    return float(b), float(np.sqrt(max(var, 0.0))) if np.isfinite(var) else float("nan")
 
 
 def _b_fn(p, m, w, sqrt_s):
