@@ -292,6 +292,17 @@ def make_trainer(
       padded per-cluster data can be vmapped). ``history`` holds ``d_loss``, ``g_loss``
       and ``aux_loss`` per step, each ``(steps,)``. Jit it, or vmap it over stacked
       states, data, keys or loss ids.
+
+    Example:
+      >>> import dataclasses, jax, jax.numpy as jnp
+      >>> from jaxgen.generative import GANConfig, init_state, make_trainer, mlp_gan
+      >>> spec, g, d = mlp_gan(jax.random.key(0), dim=2, g_hidden=(8,), d_hidden=(8,))
+      >>> config = dataclasses.replace(GANConfig(), steps=3, batch_size=16)
+      >>> train = jax.jit(make_trainer(spec, config))
+      >>> data = jax.random.normal(jax.random.key(1), (64, 2))
+      >>> state, history = train(init_state(config, g, d), data, 64, jax.random.key(2))
+      >>> history["g_loss"].shape                     # one entry per generator step
+      (3,)
     """
     g_opt, d_opt = _optimizers(config)
     bs = config.batch_size

@@ -282,7 +282,12 @@ def assign_folds(key: jax.Array, n: int, n_folds: int) -> jax.Array:
 
 
 def member_folds(n_folds: int, n_members: int) -> jax.Array:
-    """Fold of each member ``(n_folds * n_members,)``: member ``k`` is fold ``k // n_members``."""
+    """Fold of each member ``(n_folds * n_members,)``: member ``k`` is fold ``k // n_members``.
+
+    Example:
+      >>> member_folds(3, 2).tolist()      # member k never saw fold k // n_members
+      [0, 0, 1, 1, 2, 2]
+    """
     return jnp.repeat(jnp.arange(n_folds, dtype=jnp.int32), n_members)
 
 
