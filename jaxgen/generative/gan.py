@@ -486,6 +486,17 @@ def train_gan_ablation(
 
     Returns:
       ``{loss: GANResult}``.
+
+    Example:
+      >>> import dataclasses, jax
+      >>> from jaxgen.generative import GANConfig, mlp_gan, train_gan_ablation
+      >>> spec, g, d = mlp_gan(jax.random.key(0), dim=2, g_hidden=(8,), d_hidden=(8,))
+      >>> config = dataclasses.replace(GANConfig(), steps=3, batch_size=16)
+      >>> data = jax.random.normal(jax.random.key(1), (64, 2))
+      >>> results = train_gan_ablation(jax.random.key(2), spec, g, d, data, config,
+      ...                              ("hinge", "least_squares"))
+      >>> sorted(results)
+      ['hinge', 'least_squares']
     """
     losses = tuple(losses)
     if not losses:

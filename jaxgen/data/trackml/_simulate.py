@@ -250,7 +250,14 @@ def _default_geometry() -> tuple[Detector, Layers]:
 
 def make_geometry(detector: Detector | None = None,
                   layers: Layers | None = None) -> tuple[Detector, Layers, Geometry]:
-    """Detector, its layers and the kernel's device arrays (default: the real geometry)."""
+    """Detector, its layers and the kernel's device arrays (default: the real geometry).
+
+    Example:
+      >>> from jaxgen.data import trackml
+      >>> detector, layers, geometry = trackml.make_geometry()     # the packaged real detector
+      >>> int(detector.volume_id.shape[0])
+      18728
+    """
     if detector is None:
         detector, layers = _default_geometry()
     elif layers is None:
