@@ -72,12 +72,11 @@ def reading(path: str | os.PathLike, part: str | None = None) -> Iterator[None]:
                          f"({type(e).__name__}: {e})", part=part) from None
 
 
-def read_text(path: str | os.PathLike) -> str:
-    """The text (UTF-8) of a plain or gzip-compressed file (gzip detected by content).
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of a plain or gzip-compressed file (gzip detected by content).
 
     Raises:
-      ValueError: naming the file, if it is missing, a truncated or damaged gzip stream,
-        or not text.
+      ValueError: naming the file, if it is missing or a truncated or damaged gzip stream.
     """
     path = pathlib.Path(path)
     with reading(path):
@@ -90,6 +89,19 @@ def read_text(path: str | os.PathLike) -> str:
                                  ) from None
             except (OSError, zlib.error) as e:
                 raise file_error(path, f"the gzip stream is damaged ({e})") from None
+    return raw
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The text (UTF-8) of a plain or gzip-compressed file (gzip detected by content).
+
+    Raises:
+      ValueError: naming the file, if it is missing, a truncated or damaged gzip stream,
+        or not text.
+    """
+    path = pathlib.Path(path)
+    raw = read_bytes(path)
+    with reading(path):
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as e:

@@ -20,16 +20,15 @@ outside the SR) with a ``ValueError`` naming the file and the problem.
 from __future__ import annotations
 
 import functools
-import gzip
 import os
 import pathlib
-import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.data._files import file_error
+from jaxgen.data._files import read_bytes
 from jaxgen.data._files import reading
 from jaxgen.data.dijets.generator import DijetEvents
 from jaxgen.data.dijets.generator import check_events
@@ -122,16 +121,8 @@ def read_lhco_file(path: str | os.PathLike, layout: str = "sr") -> DijetEvents:
     if layout not in LAYOUTS:
         raise ValueError(f"`layout` must be one of {list(LAYOUTS)}; got {layout!r}.")
     path = pathlib.Path(path)
+    raw = read_bytes(path)
     with reading(path):
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            try:
-                raw = gzip.decompress(raw)
-            except EOFError:
-                raise file_error(path, "the gzip stream is truncated (the file ends early)"
-                                 ) from None
-            except (OSError, zlib.error) as e:
-                raise file_error(path, f"the gzip stream is damaged ({e})") from None
         if not raw.startswith(b"\x93NUMPY"):
             raise file_error(path, "is not a NumPy .npy file (no .npy header)")
         import io
