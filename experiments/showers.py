@@ -26,7 +26,8 @@ CPU cores of a shared VM, where the page faults of the fresh output buffer vary 
 to run and push single runs down to about 95,000/s (see ``benchmarks/showers.py``);
 22 s in all (--quick: 17 s). When the 1-minute load average exceeds 1.5x the cores
 (other jobs share the machine; 39,000/s was measured at load 8 on 2 cores), the
-throughput claim is reported NOT CHECKED.
+throughput claim is reported NOT CHECKED; the quick preset always reports it so (one
+timing is too noisy to test an absolute rate).
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ class Config:
     orientation: str = "reference"
     drop_empty: bool = True  # the reference's cut: keep showers with every layer hit
     throughput_goal: float = 1000 * SUPA_SHOWERS_PER_S
+    # Test the throughput claim (else it is measured and reported NOT CHECKED): one
+    # timing of the quick preset varies 95k-160k showers/s between runs on one machine.
+    check_throughput: bool = True
     z_max: float = 5.0  # agreement threshold of the two-sample z-tests
 
     def __post_init__(self) -> None:
@@ -83,7 +87,7 @@ class Config:
                               orientation=self.orientation)
 
 
-QUICK = {"n_showers": 8192, "n_reference": 400}
+QUICK = {"n_showers": 8192, "n_reference": 400, "check_throughput": False}
 
 
 def _reference_module():
@@ -202,7 +206,12 @@ def run(config: Config, workdir: pathlib.Path | None = None) -> dict:
         # A throughput is only measured on a machine the run has to itself: with a load
         # above 1.5x the cores (the simulator alone accounts for ~1x), other jobs take
         # the cores and the timing says nothing about the simulator.
-        if load > 1.5 * n_cpu:
+        if not config.check_throughput:
+            checks.append(not_checked(
+                claim, "an absolute, machine-dependent rate: one timing varies 95k-160k/s "
+                "between runs on one 2-core machine; the full preset and "
+                "benchmarks/showers.py (beside the SUPA code) test it", rate, paper=paper))
+        elif load > 1.5 * n_cpu:
             checks.append(not_checked(claim, f"machine shared: load {load:.1f} on {n_cpu} "
                                       "cores during the timing", rate, paper=paper))
         else:
