@@ -78,6 +78,7 @@ from jaxgen.methods.cwola import cwola_hunt
 from jaxgen.methods.cwola import cwola_network
 from jaxgen.methods.cwola import select_at_efficiencies
 from jaxgen.metrics import anomaly
+from jaxgen.metrics.classification import auc
 from jaxgen.plot import save_figure
 from jaxgen.train import FitConfig
 
@@ -145,10 +146,9 @@ def _sr_vs_sb_auc(scores, region) -> tuple[float, float]:
     """SR-vs-sideband AUC and its null (Mann-Whitney) standard error."""
     keep = region != dijets.OUTSIDE
     y = (region[keep] == dijets.SIGNAL_REGION).astype(jnp.int32)
-    fpr, tpr = anomaly.roc(scores[keep], y)
     n1 = int(y.sum())
     n0 = int(y.shape[0]) - n1
-    return float(jnp.trapezoid(tpr, fpr)), math.sqrt((n1 + n0 + 1) / (12.0 * n1 * n0))
+    return float(auc(scores[keep], y)), math.sqrt((n1 + n0 + 1) / (12.0 * n1 * n0))
 
 
 def scan(key: jax.Array, config: Config) -> dict:
